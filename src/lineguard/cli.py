@@ -1,0 +1,256 @@
+"""`lineguard` command line: fit, evaluate, predict, backbones."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lineguard.errors import LineGuardError
+
+app = typer.Typer(
+    help="LineGuard: learn good parts, score new ones, decide OK / REVIEW / NG.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class DataFormat(StrEnum):
+    mvtec = "mvtec"
+    folder = "folder"
+    kolektor = "kolektor"
+    elpv = "elpv"
+
+
+class ModelKind(StrEnum):
+    patchcore = "patchcore"
+    padim = "padim"
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """'auto', '256' (square) or 'WIDTHxHEIGHT' -> (height, width)."""
+    if text == "auto":
+        return None
+    try:
+        if "x" in text:
+            w, h = (int(v) for v in text.lower().split("x"))
+        else:
+            w = h = int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: use auto, N or WIDTHxHEIGHT (e.g. 208x512)") from None
+    if min(w, h) < 32 or max(w, h) > 4096:
+        raise typer.BadParameter(f"{text!r}: each side must be within 32..4096 pixels")
+    return h, w
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed ELPV sample).")],
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Dataset layout.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model to.")],
+    model: Annotated[ModelKind, typer.Option(help="Anomaly model.")] = ModelKind.patchcore,
+    backbone: Annotated[
+        str, typer.Option(help="Feature extractor (see `lineguard backbones`).")
+    ] = "efficientnet_lite0",
+    size: Annotated[
+        str,
+        typer.Option(
+            help="Network input: auto (~256x256 pixels at the images' aspect ratio), N, or WIDTHxHEIGHT."
+        ),
+    ] = "auto",
+    coreset_ratio: Annotated[
+        float, typer.Option(help="PatchCore: share of patches kept in the memory bank.")
+    ] = 0.01,
+    calibration_fraction: Annotated[
+        float, typer.Option(help="Share of good images held out to calibrate thresholds.")
+    ] = 0.2,
+    target_frr: Annotated[float, typer.Option(help="False-reject rate the NG threshold aims at.")] = 0.005,
+    review_rate: Annotated[
+        float, typer.Option(help="Extra share of good parts that may go to REVIEW.")
+    ] = 0.02,
+    target_sensitivity: Annotated[
+        float,
+        typer.Option(
+            help="Share of labelled defects the REVIEW threshold must catch (when defects are known)."
+        ),
+    ] = 0.99,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of good images (items for kolektor) kept for testing; default per format."),
+    ] = None,
+    max_train: Annotated[
+        int | None, typer.Option(help="Fit on at most this many good images (seeded sample).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for splits, coreset and projections.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "cpu",
+) -> None:
+    """Learn good parts from DATA, calibrate thresholds on held-out good parts, save to OUT."""
+    from lineguard.data import open_dataset
+    from lineguard.models import MODELS
+    from lineguard.train import auto_image_size, fit_anomaly_model
+
+    _threads(threads)
+    try:
+        split = open_dataset(data, format.value, seed=seed, test_fraction=test_fraction)
+        image_size = parse_size(size) or auto_image_size(split.train)
+        kwargs = {"coreset_ratio": coreset_ratio} if model == ModelKind.patchcore else {}
+        estimator = MODELS[model.value](backbone, image_size, seed=seed, device=device, **kwargs)
+        typer.echo(
+            f"{split.name}: {len(split.train)} good training images, input "
+            f"{image_size[1]}x{image_size[0]}, {model.value} on {backbone}",
+            err=True,
+        )
+        fit_anomaly_model(
+            estimator,
+            split,
+            calibration_fraction=calibration_fraction,
+            target_frr=target_frr,
+            review_rate=review_rate,
+            target_sensitivity=target_sensitivity,
+            max_train=max_train,
+            seed=seed,
+            progress=True,
+            split_info={"format": format.value, "seed": seed, "test_fraction": test_fraction},
+        )
+        estimator.metadata.update({"kind": model.value, "backbone": backbone, "image_size": list(image_size)})
+        estimator.save(out)
+    except (LineGuardError, ValueError) as exc:
+        _fail(exc)
+    cal = estimator.calibration
+    assert cal is not None
+    typer.echo(
+        f"saved {out}  fit {estimator.metadata['fit_seconds']:.1f}s  "
+        f"thresholds: REVIEW >= {cal.thresholds.review:.4g}, NG >= {cal.thresholds.ng:.4g} "
+        f"({cal.n_good} good, {cal.n_defect} defect calibration images)"
+    )
+    for warning in cal.warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@app.command()
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
+    data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed sample).")],
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Dataset layout.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (metrics.json + PNG plots).")],
+    seed: Annotated[int | None, typer.Option(help="Split seed; default: the one used by fit.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Default: the one used by fit.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
+) -> None:
+    """Score the test split of DATA and write REPORT/metrics.json, ROC, histogram, heatmaps."""
+    from lineguard.data import open_dataset
+    from lineguard.models import load_model
+    from lineguard.train import evaluate_anomaly_model
+
+    _threads(threads)
+    try:
+        estimator = load_model(str(model_path))
+        split_info = estimator.metadata.get("split", {})
+        split = open_dataset(
+            data,
+            format.value,
+            seed=seed if seed is not None else int(split_info.get("seed", 0)),
+            test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
+        )
+        metrics = evaluate_anomaly_model(estimator, split, out, progress=True)
+    except (LineGuardError, ValueError) as exc:
+        _fail(exc)
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    typer.echo(
+        f"{metrics['dataset']}: {metrics['n_good']} good, {metrics['n_defect']} defect | "
+        f"image AUROC {fmt(metrics['image_auroc'])}  pixel AUROC {fmt(metrics['pixel_auroc'])}  "
+        f"AUPRO@0.3 {fmt(metrics['aupro'])} | at NG >= {metrics['threshold']:.4g}: "
+        f"FRR {fmt(metrics['false_reject_rate'])}, sensitivity {fmt(metrics['sensitivity'])} | "
+        f"{metrics['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
+    )
+
+
+@app.command()
+def predict(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="IMAGE_OR_DIR...", help="Images or folders of images.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
+) -> None:
+    """Print one line per image: path, score, decision, threshold.
+
+    An image that cannot be read is reported as NG with the reason, never skipped,
+    and the exit code is 1.
+    """
+    from lineguard.data.image_io import IMAGE_SUFFIXES, read_image
+    from lineguard.models import load_model
+
+    _threads(threads)
+    try:
+        estimator = load_model(str(model_path))
+    except LineGuardError as exc:
+        _fail(exc)
+    thresholds = estimator.thresholds
+    if thresholds is None:
+        _fail(ValueError(f"{model_path}: model has no calibrated thresholds"))
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(item)
+    failed = False
+    for path in files:
+        record: dict[str, object] = {
+            "path": str(path),
+            "threshold": thresholds.ng,
+            "review_threshold": thresholds.review,
+        }
+        try:
+            score = float(estimator.predict([read_image(path)]).scores[0])
+            record.update(score=score, decision=thresholds.decide(score).value)
+        except LineGuardError as exc:
+            failed = True
+            record.update(score=None, decision="NG", error=str(exc))
+        if as_json:
+            typer.echo(json.dumps(record))
+        else:
+            score_text = "-" if record["score"] is None else f"{record['score']:.5g}"
+            extra = f"  ({record['error']})" if "error" in record else ""
+            typer.echo(f"{path}\t{score_text}\t{record['decision']}\t{thresholds.ng:.5g}{extra}")
+        sys.stdout.flush()
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backbones() -> None:
+    """List the registered feature extractors and where their weights come from."""
+    from lineguard.backbones import available_backbones
+
+    for name, spec in sorted(available_backbones().items()):
+        where = "offline" if spec.offline else "hub"
+        typer.echo(f"{name:22s} {where:8s} {spec.source}")
+    typer.echo(f"{'timm:<name>':22s} {'hub':8s} any timm model with stride-8 and stride-16 stages")
+
+
+if __name__ == "__main__":
+    app()

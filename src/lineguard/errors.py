@@ -1,0 +1,26 @@
+"""Exceptions that name the file and the problem, so a user can act on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LineGuardError(Exception):
+    """Base class of every error LineGuard raises on purpose."""
+
+
+class DataError(LineGuardError, ValueError):
+    """A data file or folder cannot be used; the message names it and says why."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class BackboneUnavailable(LineGuardError, RuntimeError):
+    """A backbone's weights cannot be loaded (package missing, hub unreachable...)."""
+
+
+class ModelFileError(LineGuardError, ValueError):
+    """A saved model is missing, damaged or from an incompatible version."""

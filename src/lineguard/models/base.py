@@ -1,0 +1,253 @@
+"""The contract every anomaly model follows: fit(good) -> predict -> save/load.
+
+Models take decoded images (numpy, any size, grey or RGB, 8/16 bit) and do the
+shared preprocessing themselves, so callers cannot feed a differently
+normalised image by accident. The torch module inside (``self.module``) maps a
+normalised batch to (scores, maps) and is what gets exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lineguard import __version__
+from lineguard.backbones import get_backbone_spec
+from lineguard.decision import Calibration, DecisionThresholds
+from lineguard.errors import ModelFileError
+from lineguard.preprocess import Preprocessing
+
+MODEL_FORMAT = "lineguard-anomaly-model"
+MODEL_SCHEMA_VERSION = 1
+CONFIG_FILE = "model.json"
+STATE_FILE = "state.safetensors"
+
+
+@dataclass(frozen=True)
+class AnomalyPrediction:
+    """Scores (N,) and anomaly maps (N, H, W) at the model's input resolution."""
+
+    scores: np.ndarray
+    maps: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def batched(images: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for image in images:
+        batch.append(image)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+_MODEL_KINDS: dict[str, type[AnomalyModel]] = {}
+
+
+class AnomalyModel(ABC):
+    kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _MODEL_KINDS[cls.kind] = cls
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        image_size: tuple[int, int] = (256, 256),
+        *,
+        seed: int = 0,
+        batch_size: int = 8,
+        device: str = "cpu",
+    ) -> None:
+        spec = get_backbone_spec(backbone)
+        self.backbone = backbone
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.seed = seed
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.preprocessing = Preprocessing(*self.image_size, mean=spec.mean, std=spec.std)
+        self.module: nn.Module | None = None
+        self.calibration: Calibration | None = None
+        self.metadata: dict[str, Any] = {}
+
+    # -- the contract ---------------------------------------------------------------------------
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this model (JSON-serialisable)."""
+
+    @abstractmethod
+    def _build_module(self, pretrained: bool, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        """A module of the right shape: for fitting, or (state given) for loading one."""
+
+    @abstractmethod
+    def _fit_module(self, images: Iterable[np.ndarray], total: int | None, progress: bool) -> None:
+        """Learn from good images and set ``self.module``."""
+
+    def fit(self, images: Iterable[np.ndarray], *, total: int | None = None, progress: bool = False) -> Self:
+        torch.manual_seed(self.seed)
+        start = time.perf_counter()
+        if total is None and isinstance(images, Sequence):
+            total = len(images)
+        self._fit_module(images, total, progress)
+        self.metadata["fit_seconds"] = round(time.perf_counter() - start, 3)
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.module is not None
+
+    @property
+    def thresholds(self) -> DecisionThresholds | None:
+        return self.calibration.thresholds if self.calibration else None
+
+    @torch.inference_mode()
+    def predict(
+        self, images: Iterable[np.ndarray], *, total: int | None = None, progress: bool = False
+    ) -> AnomalyPrediction:
+        if self.module is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load()")
+        if total is None and isinstance(images, Sequence):
+            total = len(images)
+        scores: list[np.ndarray] = []
+        maps: list[np.ndarray] = []
+        batches = batched(images, self.batch_size)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="predict", unit="img", leave=False)
+        for batch in batches:
+            x = torch.from_numpy(self.preprocessing.batch(batch)).to(self.device)
+            s, m = self.module(x)
+            scores.append(s.float().cpu().numpy())
+            maps.append(m.float().cpu().numpy())
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        if not scores:
+            h, w = self.image_size
+            return AnomalyPrediction(np.zeros(0, np.float32), np.zeros((0, h, w), np.float32))
+        return AnomalyPrediction(np.concatenate(scores), np.concatenate(maps))
+
+    def _embed(
+        self, images: Iterable[np.ndarray], total: int | None, progress: bool, embed: nn.Module
+    ) -> Iterator[torch.Tensor]:
+        """Yield the embedding of each batch (used by the fit loops)."""
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="features", unit="img", leave=False)
+        with torch.inference_mode():
+            for batch in batched(images, self.batch_size):
+                x = torch.from_numpy(self.preprocessing.batch(batch)).to(self.device)
+                yield embed(x)
+                if bar is not None:
+                    bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+
+    # -- persistence (JSON + safetensors, never pickle) --------------------------------------
+    def save(self, path: str | Path) -> Path:
+        if self.module is None:
+            raise RuntimeError("cannot save a model that is not fitted")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        save_file(state, str(path / STATE_FILE))
+        state_sha256 = file_sha256(path / STATE_FILE)
+        doc = {
+            "format": MODEL_FORMAT,
+            "schema_version": MODEL_SCHEMA_VERSION,
+            "kind": self.kind,
+            "config": self.config(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "metadata": self.metadata,
+            "files": {STATE_FILE: {"sha256": state_sha256}},
+            "versions": {
+                "lineguard": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2, sort_keys=False))
+        return path
+
+    @staticmethod
+    def load(path: str | Path, device: str = "cpu") -> AnomalyModel:
+        path = Path(path)
+        doc = read_model_document(path)
+        cls = _MODEL_KINDS.get(doc["kind"])
+        if cls is None:
+            raise ModelFileError(f"{path}: unknown model kind {doc['kind']!r}")
+        model = cls(**doc["config"], device=device)
+        expected = (doc.get("files") or {}).get(STATE_FILE, {}).get("sha256")
+        if expected and (path / STATE_FILE).is_file() and file_sha256(path / STATE_FILE) != expected:
+            raise ModelFileError(f"{path / STATE_FILE}: sha256 differs from model.json (damaged or replaced)")
+        try:
+            state = load_file(str(path / STATE_FILE))
+            module = model._build_module(pretrained=False, state=state)
+            module.load_state_dict(state, strict=True)
+        except FileNotFoundError:
+            raise ModelFileError(f"{path / STATE_FILE}: file not found") from None
+        except (RuntimeError, OSError, KeyError, ValueError, SafetensorError) as exc:
+            raise ModelFileError(f"{path / STATE_FILE}: does not match the model: {exc}") from None
+        model.module = module.to(model.device).eval()
+        if doc.get("calibration"):
+            model.calibration = Calibration.from_dict(doc["calibration"])
+        model.metadata = dict(doc.get("metadata") or {})
+        return model
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_model_document(path: Path) -> dict[str, Any]:
+    config = path / CONFIG_FILE
+    if not config.is_file():
+        raise ModelFileError(f"{config}: not found (is {path} a LineGuard model folder?)")
+    try:
+        doc = json.loads(config.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{config}: not valid JSON ({exc})") from None
+    if doc.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{config}: not a LineGuard anomaly model")
+    if int(doc.get("schema_version", 0)) > MODEL_SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{config}: schema version {doc['schema_version']} is newer than this "
+            f"LineGuard ({__version__}) reads ({MODEL_SCHEMA_VERSION}); upgrade lineguard"
+        )
+    return doc

@@ -1,0 +1,76 @@
+"""Torch building blocks shared by the anomaly models; all export to ONNX."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lineguard.backbones import FeatureExtractor
+
+
+class PatchEmbedding(nn.Module):
+    """Locally aware patch features at stride 8 (PatchCore, Roth et al. 2022, sec. 3.1).
+
+    Each stage's map is averaged over a ``patch_size`` neighbourhood, the
+    stride-16 map is upsampled onto the stride-8 grid, and both are concatenated.
+    ``patch_size=1`` gives PaDiM's plain concatenation.
+    """
+
+    def __init__(self, backbone: FeatureExtractor, patch_size: int = 3) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.patch_size = patch_size
+        self.channels = sum(backbone.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f8, f16 = self.backbone(x)
+        if self.patch_size > 1:
+            pad = self.patch_size // 2
+            f8 = F.avg_pool2d(f8, self.patch_size, 1, pad, count_include_pad=False)
+            f16 = F.avg_pool2d(f16, self.patch_size, 1, pad, count_include_pad=False)
+        f16 = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([f8, f16], dim=1)
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(4 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class AnomalyMapHead(nn.Module):
+    """Patch score grid -> full-size anomaly map: bilinear upsampling, Gaussian smoothing."""
+
+    def __init__(self, out_size: tuple[int, int], sigma: float = 4.0) -> None:
+        super().__init__()
+        self.out_size = (int(out_size[0]), int(out_size[1]))
+        self.sigma = float(sigma)
+        self.register_buffer("kernel", gaussian_kernel1d(sigma), persistent=False)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """grid (N, h, w) -> map (N, H, W)."""
+        m = F.interpolate(grid[:, None], size=self.out_size, mode="bilinear", align_corners=False)
+        if self.sigma > 0:
+            k = self.kernel
+            r = k.numel() // 2
+            # Separable blur with reflect padding, so borders are not darkened.
+            m = F.pad(m, [r, r, 0, 0], mode="reflect")
+            m = F.conv2d(m, k.view(1, 1, 1, -1))
+            m = F.pad(m, [0, 0, r, r], mode="reflect")
+            m = F.conv2d(m, k.view(1, 1, -1, 1))
+        return m[:, 0]
+
+
+def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance from each query row to its nearest bank row (exact).
+
+    ||q - b||^2 = ||q||^2 - 2 q.b + ||b||^2 turns the search into one matrix
+    product, which BLAS (and ONNX Runtime's MatMul) run fast.
+    """
+    q_sq = (queries * queries).sum(dim=1, keepdim=True)
+    d2 = q_sq - 2.0 * queries @ bank.T + bank_sq_norm[None, :]
+    return d2.min(dim=1).values.clamp_min(0.0).sqrt()

@@ -1,0 +1,150 @@
+"""PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", 2022).
+
+A memory bank of locally aware patch features from good parts, thinned by a
+greedy coreset; a patch's anomaly score is its distance to the nearest bank
+entry, the part's score the largest patch score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lineguard.backbones import create_backbone
+from lineguard.models.base import AnomalyModel
+from lineguard.models.coreset import greedy_coreset
+from lineguard.models.layers import AnomalyMapHead, PatchEmbedding, nearest_distance
+
+
+class PatchCoreModule(nn.Module):
+    """Normalised images (N, 3, H, W) -> (scores (N,), maps (N, H, W)). Pure, exportable."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        image_size: tuple[int, int],
+        bank_size: int,
+        patch_size: int = 3,
+        sigma: float = 4.0,
+    ) -> None:
+        super().__init__()
+        self.embedding = PatchEmbedding(backbone, patch_size)
+        dim = self.embedding.channels
+        self.register_buffer("memory_bank", torch.zeros(bank_size, dim))
+        self.register_buffer("bank_sq_norm", torch.zeros(bank_size))
+        self.head = AnomalyMapHead(image_size, sigma)
+
+    def set_memory_bank(self, bank: torch.Tensor) -> None:
+        self.memory_bank = bank.contiguous()
+        self.bank_sq_norm = (bank * bank).sum(dim=1)
+
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(x)
+        n, c, h, w = emb.shape
+        queries = emb.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        return nearest_distance(queries, self.memory_bank, self.bank_sq_norm).reshape(n, h, w)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = self.patch_scores(x)
+        return grid.flatten(1).max(dim=1).values, self.head(grid)
+
+
+class PatchCore(AnomalyModel):
+    """PatchCore with the sklearn-style contract of :class:`AnomalyModel`.
+
+    ``coreset_ratio`` defaults to 1 %: the paper reports PatchCore-1% within a
+    few tenths of a point of 10 % on MVTec AD, at a tenth of the search cost.
+    At most ``max_pool`` patches (a seeded random subset) enter the greedy
+    selection, which bounds fitting time on large training sets.
+    """
+
+    kind = "patchcore"
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        image_size: tuple[int, int] = (256, 256),
+        *,
+        coreset_ratio: float = 0.01,
+        patch_size: int = 3,
+        sigma: float = 4.0,
+        projection_dim: int = 128,
+        max_pool: int = 262_144,
+        seed: int = 0,
+        batch_size: int = 8,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(backbone, image_size, seed=seed, batch_size=batch_size, device=device)
+        if not 0.0 < coreset_ratio <= 1.0:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
+        self.coreset_ratio = coreset_ratio
+        self.patch_size = patch_size
+        self.sigma = sigma
+        self.projection_dim = projection_dim
+        self.max_pool = max_pool
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "image_size": list(self.image_size),
+            "coreset_ratio": self.coreset_ratio,
+            "patch_size": self.patch_size,
+            "sigma": self.sigma,
+            "projection_dim": self.projection_dim,
+            "max_pool": self.max_pool,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+        }
+
+    def _build_module(
+        self, pretrained: bool, state: dict[str, torch.Tensor] | None = None
+    ) -> PatchCoreModule:
+        bank_size = int(state["memory_bank"].shape[0]) if state is not None else 1
+        backbone = create_backbone(self.backbone, pretrained=pretrained)
+        module = PatchCoreModule(backbone, self.image_size, bank_size, self.patch_size, self.sigma)
+        return module.to(self.device).eval()
+
+    def _fit_module(self, images: Iterable[np.ndarray], total: int | None, progress: bool) -> None:
+        module = self._build_module(pretrained=True)
+        gen = torch.Generator().manual_seed(self.seed)
+        chunks: list[torch.Tensor] = []
+        n_patches = 0
+        keep_fraction = 1.0
+        for emb in self._embed(images, total, progress, module.embedding):
+            _n, c, h, w = emb.shape
+            feats = emb.permute(0, 2, 3, 1).reshape(-1, c).float().cpu()
+            n_patches += feats.shape[0]
+            if total and keep_fraction == 1.0 and total * h * w > self.max_pool:
+                keep_fraction = self.max_pool / (total * h * w)
+            if keep_fraction < 1.0:
+                keep = torch.randperm(feats.shape[0], generator=gen)
+                feats = feats[keep[: max(1, round(feats.shape[0] * keep_fraction))]]
+            chunks.append(feats)
+        if not chunks:
+            raise ValueError("PatchCore.fit got no images")
+        pool = torch.cat(chunks)
+        if pool.shape[0] > self.max_pool:  # total was unknown: subsample now
+            pool = pool[torch.randperm(pool.shape[0], generator=gen)[: self.max_pool]]
+        n_select = min(pool.shape[0], max(1, math.ceil(self.coreset_ratio * n_patches)))
+        index = greedy_coreset(
+            pool.to(self.device),
+            n_select,
+            projection_dim=self.projection_dim,
+            seed=self.seed,
+            progress=progress,
+        )
+        module.set_memory_bank(pool[index.cpu()].to(self.device))
+        self.module = module.eval()
+        self.metadata.update(
+            {
+                "n_train_patches": n_patches,
+                "pool_size": int(pool.shape[0]),
+                "memory_bank_size": int(n_select),
+                "embedding_dim": int(pool.shape[1]),
+            }
+        )

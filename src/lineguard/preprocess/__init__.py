@@ -1,0 +1,9 @@
+"""Image preprocessing shared by training and the runtime (numpy + OpenCV only).
+
+Both sides call the same function on the same decoded image, which is what makes
+exported scores equal the training scores.
+"""
+
+from lineguard.preprocess.transforms import Preprocessing, to_uint8_scale
+
+__all__ = ["Preprocessing", "to_uint8_scale"]

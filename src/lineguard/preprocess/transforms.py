@@ -1,0 +1,66 @@
+"""Resize + normalise an image into the network's float input (numpy + OpenCV only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def to_uint8_scale(image: np.ndarray) -> np.ndarray:
+    """float32 image on the 0..255 scale, whatever the bit depth (8 or 16 bit)."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32)
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) * np.float32(255.0 / 65535.0)
+    raise ValueError(f"unsupported pixel type {image.dtype}; expected uint8 or uint16")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes a network input; stored with every model and bundle.
+
+    ``mean``/``std`` are per RGB channel on the 0..255 scale. Grey images are
+    replicated to three channels because the ImageNet backbones expect RGB.
+    """
+
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if (h, w) == (self.height, self.width):
+            return image
+        # Area averaging when shrinking avoids aliasing thin defects away.
+        shrinking = h * w > self.height * self.width
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        return cv2.resize(image, (self.width, self.height), interpolation=interpolation)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """HxW or HxWx3 uint8/uint16 RGB -> 3xHxW float32, normalised."""
+        x = self.resize(to_uint8_scale(image))
+        if x.ndim == 2:
+            x = np.repeat(x[:, :, None], 3, axis=2)
+        elif x.ndim != 3 or x.shape[2] != 3:
+            raise ValueError(f"expected a grey or RGB image, got shape {image.shape}")
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+    def batch(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.stack([self(im) for im in images])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "channel_order": "RGB", "scale": "0..255", "layout": "NCHW"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        return cls(
+            height=int(data["height"]),
+            width=int(data["width"]),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+        )

@@ -1,0 +1,152 @@
+"""Evaluate a model on a test split: metrics.json plus the plots a person looks at."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lineguard.data import DataSplit, SampleRef
+from lineguard.decision import Calibration, Decision, f1_optimal_threshold, sensitivity_threshold
+from lineguard.metrics import aupro, binary_rates, image_auroc, pixel_auroc, resize_mask
+from lineguard.models import AnomalyPrediction
+
+CHUNK = 32
+N_WORST = 12
+
+
+class Scorer(Protocol):
+    """What evaluation needs: a trained model today, an exported bundle later."""
+
+    calibration: Calibration | None
+    metadata: dict[str, Any]
+
+    def predict(self, images: Sequence[np.ndarray]) -> AnomalyPrediction: ...
+
+
+def _chunks(items: Sequence[SampleRef], size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def evaluate_anomaly_model(
+    model: Scorer,
+    split: DataSplit,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = False,
+    fpr_limit: float = 0.3,
+    target_sensitivity: float = 0.99,
+) -> dict[str, Any]:
+    if model.calibration is None:
+        raise ValueError("the model has no calibrated thresholds; fit it with `lineguard fit`")
+    thresholds = model.calibration.thresholds
+    seen = set(model.metadata.get("seen_files", []))
+    test = [s for s in split.test if str(s.path) not in seen]
+    n_excluded = len(split.test) - len(test)
+    if not test:
+        raise ValueError(f"{split.name}: no test images left (all were used in fitting)")
+
+    labels = np.array([s.label for s in test], dtype=bool)
+    with_masks = split.has_masks
+    scores = np.empty(len(test), np.float64)
+    gt_masks: list[np.ndarray] = []
+    maps: list[np.ndarray] = []
+    worst: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    seconds = 0.0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(test), desc="evaluate", unit="img", leave=False)
+    offset = 0
+    for chunk in _chunks(test, CHUNK):
+        loaded = [s.load() for s in chunk]
+        start = time.perf_counter()
+        pred = model.predict([x.image for x in loaded])
+        seconds += time.perf_counter() - start
+        scores[offset : offset + len(chunk)] = pred.scores
+        for j, x in enumerate(loaded):
+            amap = pred.maps[j]
+            if with_masks:
+                mask = x.mask if x.mask is not None else np.zeros(x.image.shape[:2], bool)
+                gt_masks.append(resize_mask(mask, amap.shape))
+                maps.append(amap)
+            item = (float(pred.scores[j]), offset + j, x.image, amap, x.mask)
+            if len(worst) < N_WORST:
+                heapq.heappush(worst, item)
+            else:
+                heapq.heappushpop(worst, item)
+        offset += len(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+
+    rates = binary_rates(labels, scores, thresholds.ng)
+    decisions = thresholds.decide_many(scores)
+    table = {
+        cls: {
+            d.value: int(sum(1 for k, dec in enumerate(decisions) if dec == d and labels[k] == is_defect))
+            for d in Decision
+        }
+        for cls, is_defect in (("good", False), ("defect", True))
+    }
+    n_good, n_defect = int((~labels).sum()), int(labels.sum())
+    metrics: dict[str, Any] = {
+        "dataset": split.name,
+        "dataset_notes": list(split.notes),
+        "n_good": n_good,
+        "n_defect": n_defect,
+        "n_excluded_seen_in_fit": n_excluded,
+        "image_auroc": image_auroc(labels, scores),
+        "pixel_auroc": pixel_auroc(gt_masks, maps) if with_masks else None,
+        "aupro": aupro(gt_masks, maps, fpr_limit) if with_masks else None,
+        "aupro_fpr_limit": fpr_limit,
+        "pixel_metrics_resolution": list(maps[0].shape) if maps else None,
+        "threshold": thresholds.ng,
+        "review_threshold": thresholds.review,
+        **rates,
+        "decisions": table,
+        "escape_rate": table["defect"]["OK"] / n_defect if n_defect else None,
+        "ms_per_image": 1000.0 * seconds / len(test),
+        "calibration": model.calibration.to_dict(),
+    }
+    if n_good and n_defect:
+        f1_t, f1 = f1_optimal_threshold(scores, labels)
+        metrics["tuned_on_test_set"] = {
+            "note": "optimistic: chosen on these test labels; for information, not for the line",
+            "f1_optimal_threshold": f1_t,
+            "f1": f1,
+            "sensitivity_target": target_sensitivity,
+            "sensitivity_threshold": sensitivity_threshold(scores[labels], target_sensitivity),
+        }
+    metrics["model"] = {
+        k: model.metadata.get(k)
+        for k in ("kind", "backbone", "image_size", "training_fingerprint", "fit_seconds")
+        if k in model.metadata
+    }
+    metrics["machine"] = {"platform": platform.platform(), "processor": platform.processor()}
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        from lineguard.train.report import write_plots
+
+        worst_sorted = sorted(worst, key=lambda t: -t[0])
+        write_plots(
+            out,
+            labels,
+            scores,
+            thresholds,
+            worst_sorted,
+            [test[i].path for _, i, *_ in worst_sorted],
+            [bool(labels[i]) for _, i, *_ in worst_sorted],
+        )
+    return metrics

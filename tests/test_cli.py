@@ -1,0 +1,102 @@
+"""The CLI end to end on a generated folder dataset: fit -> evaluate -> predict."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lineguard.cli import app, parse_size
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(folder_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m"
+    result = runner.invoke(
+        app,
+        ["fit", str(folder_dataset), "--format", "folder", "--out", str(out), "--size", "128",
+         "--coreset-ratio", "0.05", "--calibration-fraction", "0.25", "--threads", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_fit_writes_a_calibrated_model(trained):
+    doc = json.loads((trained / "model.json").read_text())
+    assert doc["kind"] == "patchcore" and doc["config"]["image_size"] == [128, 128]
+    th = doc["calibration"]["thresholds"]
+    assert th["review"] <= th["ng"]
+    assert doc["metadata"]["n_fit_images"] == 18 and doc["metadata"]["n_calibration_good"] == 6
+    # 30 good images: 0.5 % cannot be resolved, and the user is told so
+    assert doc["calibration"]["warnings"]
+
+
+def test_evaluate_writes_metrics_and_plots(trained, folder_dataset, tmp_path):
+    report = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate", str(trained), str(folder_dataset), "--format", "folder",
+                                 "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro", "n_good", "n_defect", "threshold",
+                "false_reject_rate", "sensitivity"):
+        assert key in metrics
+    assert metrics["n_good"] == 6 and metrics["n_defect"] == 8
+    assert metrics["image_auroc"] >= 0.9 and metrics["pixel_auroc"] >= 0.9
+    assert 0.0 <= metrics["aupro"] <= 1.0
+    assert (report / "roc.png").stat().st_size > 1000
+    assert (report / "score_histogram.png").stat().st_size > 1000
+    assert len(list((report / "worst").glob("*.png"))) == 12
+
+
+def test_predict_lines_and_json(trained, folder_dataset):
+    result = runner.invoke(app, ["predict", str(trained), str(folder_dataset / "scratch")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 8
+    path, score, decision, threshold = lines[0].split("\t")
+    assert path.endswith("d000.png") and float(score) > 0 and decision in {"OK", "REVIEW", "NG"}
+    result = runner.invoke(app, ["predict", str(trained), str(folder_dataset / "good" / "g000.png"),
+                                 "--json"])
+    record = json.loads(result.output)
+    assert set(record) >= {"path", "score", "decision", "threshold"}
+
+
+def test_predict_never_passes_an_unreadable_image(trained, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = runner.invoke(app, ["predict", str(trained), str(bad), "--json"])
+    assert result.exit_code == 1
+    record = json.loads(result.output)
+    assert record["decision"] == "NG" and record["score"] is None
+    assert "broken.png" in record["error"]
+
+
+def test_fit_reports_a_bad_file_by_name(folder_dataset, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(folder_dataset, data)
+    from lineguard.data import open_dataset
+
+    victim = open_dataset(data, "folder").train[3].path  # an image fit will read
+    victim.write_bytes(b"")
+    result = runner.invoke(app, ["fit", str(data), "--format", "folder", "--out", str(tmp_path / "m"),
+                                 "--size", "64"])
+    assert result.exit_code == 2
+    assert f"{victim.name}: empty file" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_size_parsing():
+    assert parse_size("auto") is None
+    assert parse_size("256") == (256, 256)
+    assert parse_size("208x512") == (512, 208)
+    with pytest.raises(Exception, match="WIDTHxHEIGHT"):
+        parse_size("big")
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    for command in ("fit", "evaluate", "predict", "backbones"):
+        assert command in result.output
