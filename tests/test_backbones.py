@@ -3,8 +3,8 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_dataset
+
 from lineguard.backbones import available_backbones, create_backbone, get_backbone_spec
 from lineguard.errors import BackboneUnavailable
 
@@ -41,13 +41,17 @@ def test_unknown_backbone_names_the_known_ones():
         get_backbone_spec("resnet9000")
 
 
-def test_unreachable_hub_gives_a_clear_error(monkeypatch):
+def test_unreachable_hub_gives_a_clear_error(monkeypatch, tmp_path):
     pytest.importorskip("torchvision")
+    import torchvision.models._api as tv_api
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    # torchvision binds the loader at import time: patch where it is looked up,
+    # and use an empty cache so no earlier download can answer instead.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
     with pytest.raises(BackboneUnavailable) as info:
         create_backbone("resnet18", pretrained=True)
     message = str(info.value)

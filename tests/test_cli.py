@@ -15,8 +15,20 @@ def trained(folder_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "m"
     result = runner.invoke(
         app,
-        ["fit", str(folder_dataset), "--format", "folder", "--out", str(out), "--size", "128",
-         "--coreset-ratio", "0.05", "--calibration-fraction", "0.25", "--threads", "2"],
+        [
+            "fit",
+            str(folder_dataset),
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--size",
+            "128",
+            "--calibration-fraction",
+            "0.25",
+            "--threads",
+            "2",
+        ],
     )
     assert result.exit_code == 0, result.output
     return out
@@ -24,7 +36,8 @@ def trained(folder_dataset, tmp_path_factory):
 
 def test_fit_writes_a_calibrated_model(trained):
     doc = json.loads((trained / "model.json").read_text())
-    assert doc["kind"] == "patchcore" and doc["config"]["image_size"] == [128, 128]
+    assert doc["kind"] == "padim" and doc["config"]["image_size"] == [128, 128]
+    assert doc["config"]["top_fraction"] == 0.01
     th = doc["calibration"]["thresholds"]
     assert th["review"] <= th["ng"]
     assert doc["metadata"]["n_fit_images"] == 18 and doc["metadata"]["n_calibration_good"] == 6
@@ -34,12 +47,21 @@ def test_fit_writes_a_calibrated_model(trained):
 
 def test_evaluate_writes_metrics_and_plots(trained, folder_dataset, tmp_path):
     report = tmp_path / "report"
-    result = runner.invoke(app, ["evaluate", str(trained), str(folder_dataset), "--format", "folder",
-                                 "--out", str(report)])
+    result = runner.invoke(
+        app, ["evaluate", str(trained), str(folder_dataset), "--format", "folder", "--out", str(report)]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((report / "metrics.json").read_text())
-    for key in ("image_auroc", "pixel_auroc", "aupro", "n_good", "n_defect", "threshold",
-                "false_reject_rate", "sensitivity"):
+    for key in (
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "n_good",
+        "n_defect",
+        "threshold",
+        "false_reject_rate",
+        "sensitivity",
+    ):
         assert key in metrics
     assert metrics["n_good"] == 6 and metrics["n_defect"] == 8
     assert metrics["image_auroc"] >= 0.9 and metrics["pixel_auroc"] >= 0.9
@@ -55,9 +77,11 @@ def test_predict_lines_and_json(trained, folder_dataset):
     lines = result.output.strip().splitlines()
     assert len(lines) == 8
     path, score, decision, threshold = lines[0].split("\t")
+    assert float(threshold) > 0
     assert path.endswith("d000.png") and float(score) > 0 and decision in {"OK", "REVIEW", "NG"}
-    result = runner.invoke(app, ["predict", str(trained), str(folder_dataset / "good" / "g000.png"),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["predict", str(trained), str(folder_dataset / "good" / "g000.png"), "--json"]
+    )
     record = json.loads(result.output)
     assert set(record) >= {"path", "score", "decision", "threshold"}
 
@@ -81,11 +105,44 @@ def test_fit_reports_a_bad_file_by_name(folder_dataset, tmp_path):
 
     victim = open_dataset(data, "folder").train[3].path  # an image fit will read
     victim.write_bytes(b"")
-    result = runner.invoke(app, ["fit", str(data), "--format", "folder", "--out", str(tmp_path / "m"),
-                                 "--size", "64"])
+    result = runner.invoke(
+        app, ["fit", str(data), "--format", "folder", "--out", str(tmp_path / "m"), "--size", "64"]
+    )
     assert result.exit_code == 2
     assert f"{victim.name}: empty file" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_fit_patchcore_with_auto_size_keeps_the_aspect_ratio(tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "d" / "good").mkdir(parents=True)
+    for i in range(12):  # tall parts, 60 wide x 150 high
+        cv2.imwrite(str(tmp_path / "d" / "good" / f"{i}.png"), rng.integers(90, 160, (150, 60), np.uint8))
+    out = tmp_path / "m"
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(tmp_path / "d"),
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--model",
+            "patchcore",
+            "--coreset-ratio",
+            "0.1",
+            "--top-fraction",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["kind"] == "patchcore" and doc["config"]["top_fraction"] is None
+    assert doc["config"]["image_size"] == [640, 256]  # short side 256, 2.5:1 kept
 
 
 def test_size_parsing():

@@ -98,7 +98,7 @@ def test_damaged_state_file_is_refused(fitted, tmp_path):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     del doc["files"]
     (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="state.safetensors"):
+    with pytest.raises(ModelFileError, match=r"state\.safetensors"):
         AnomalyModel.load(tmp_path / "m")
 
 

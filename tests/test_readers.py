@@ -3,8 +3,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_dataset, write_folder_dataset
+
 from lineguard.data import open_dataset
 from lineguard.data.samples import DEFECT, GOOD
 from lineguard.errors import DataError
@@ -47,7 +47,7 @@ def test_mask_of_wrong_size_fails_on_load(tmp_path):
     img(root / "ground_truth" / "crack" / "000_mask.png", shape=(8, 8), value=255)
     split = open_dataset(root, "mvtec")
     bad = next(s for s in split.test if s.path.name == "000.png" and s.label == DEFECT)
-    with pytest.raises(DataError, match="000_mask.png: mask is 8x8"):
+    with pytest.raises(DataError, match=r"000_mask\.png: mask is 8x8"):
         bad.load()
 
 

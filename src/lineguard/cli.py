@@ -54,10 +54,28 @@ def _fail(exc: Exception) -> None:
 
 
 def _threads(n: int | None) -> None:
-    if n:
+    if n and _torch_installed():
         import torch
 
         torch.set_num_threads(n)
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def load_scorer(path: Path, threads: int | None = None):
+    """A bundle (manifest.json) runs on ONNX Runtime; a model folder on PyTorch."""
+    from lineguard.runtime import is_bundle, load_bundle
+
+    if is_bundle(path):
+        return load_bundle(path, threads=threads)
+    from lineguard.models import load_model
+
+    _threads(threads)
+    return load_model(str(path))
 
 
 @app.command()
@@ -65,16 +83,27 @@ def fit(
     data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed ELPV sample).")],
     format: Annotated[DataFormat, typer.Option("--format", "-f", help="Dataset layout.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model to.")],
-    model: Annotated[ModelKind, typer.Option(help="Anomaly model.")] = ModelKind.patchcore,
+    model: Annotated[
+        ModelKind,
+        typer.Option(
+            help="padim: one Gaussian per position, for fixtured/aligned parts; "
+            "patchcore: position-free nearest neighbours, for parts that move."
+        ),
+    ] = ModelKind.padim,
     backbone: Annotated[
         str, typer.Option(help="Feature extractor (see `lineguard backbones`).")
     ] = "efficientnet_lite0",
     size: Annotated[
         str,
-        typer.Option(
-            help="Network input: auto (~256x256 pixels at the images' aspect ratio), N, or WIDTHxHEIGHT."
-        ),
+        typer.Option(help="Network input: auto (short side 256, aspect ratio kept), N, or WIDTHxHEIGHT."),
     ] = "auto",
+    top_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Part score = mean of this share of the highest anomaly-map pixels; "
+            "0 = the single highest patch score."
+        ),
+    ] = 0.01,
     coreset_ratio: Annotated[
         float, typer.Option(help="PatchCore: share of patches kept in the memory bank.")
     ] = 0.01,
@@ -111,7 +140,9 @@ def fit(
     try:
         split = open_dataset(data, format.value, seed=seed, test_fraction=test_fraction)
         image_size = parse_size(size) or auto_image_size(split.train)
-        kwargs = {"coreset_ratio": coreset_ratio} if model == ModelKind.patchcore else {}
+        kwargs: dict[str, float | None] = {"top_fraction": top_fraction or None}
+        if model == ModelKind.patchcore:
+            kwargs["coreset_ratio"] = coreset_ratio
         estimator = MODELS[model.value](backbone, image_size, seed=seed, device=device, **kwargs)
         typer.echo(
             f"{split.name}: {len(split.train)} good training images, input "
@@ -130,7 +161,6 @@ def fit(
             progress=True,
             split_info={"format": format.value, "seed": seed, "test_fraction": test_fraction},
         )
-        estimator.metadata.update({"kind": model.value, "backbone": backbone, "image_size": list(image_size)})
         estimator.save(out)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
@@ -147,7 +177,9 @@ def fit(
 
 @app.command()
 def evaluate(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
+    model_path: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`, or a bundle.")
+    ],
     data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed sample).")],
     format: Annotated[DataFormat, typer.Option("--format", "-f", help="Dataset layout.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (metrics.json + PNG plots).")],
@@ -157,12 +189,10 @@ def evaluate(
 ) -> None:
     """Score the test split of DATA and write REPORT/metrics.json, ROC, histogram, heatmaps."""
     from lineguard.data import open_dataset
-    from lineguard.models import load_model
-    from lineguard.train import evaluate_anomaly_model
+    from lineguard.evaluation import evaluate_anomaly_model
 
-    _threads(threads)
     try:
-        estimator = load_model(str(model_path))
+        estimator = load_scorer(model_path, threads)
         split_info = estimator.metadata.get("split", {})
         split = open_dataset(
             data,
@@ -188,7 +218,9 @@ def evaluate(
 
 @app.command()
 def predict(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
+    model_path: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`, or a bundle.")
+    ],
     inputs: Annotated[
         list[Path], typer.Argument(metavar="IMAGE_OR_DIR...", help="Images or folders of images.")
     ],
@@ -201,11 +233,9 @@ def predict(
     and the exit code is 1.
     """
     from lineguard.data.image_io import IMAGE_SUFFIXES, read_image
-    from lineguard.models import load_model
 
-    _threads(threads)
     try:
-        estimator = load_model(str(model_path))
+        estimator = load_scorer(model_path, threads)
     except LineGuardError as exc:
         _fail(exc)
     thresholds = estimator.thresholds
@@ -239,6 +269,27 @@ def predict(
         sys.stdout.flush()
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
+) -> None:
+    """Export MODEL as a bundle: one ONNX graph (normalisation, network, map, score) + manifest.json.
+
+    The bundle runs with ONNX Runtime, numpy and OpenCV only (no PyTorch), and
+    `evaluate` / `predict` accept it in place of the model.
+    """
+    from lineguard.bundle import export_bundle
+    from lineguard.models import load_model
+
+    try:
+        bundle = export_bundle(load_model(str(model_path)), out)
+    except (LineGuardError, ValueError) as exc:
+        _fail(exc)
+    size = sum(f.stat().st_size for f in bundle.iterdir()) / 1e6
+    typer.echo(f"bundle {bundle} ({size:.1f} MB): manifest.json + model.onnx")
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """Anomaly models trained on good parts only: PatchCore and PaDiM, one contract."""
 
-from lineguard.models.base import AnomalyModel, AnomalyPrediction
+from lineguard.models.base import AnomalyModel
 from lineguard.models.padim import Padim
 from lineguard.models.patchcore import PatchCore
+from lineguard.results import AnomalyPrediction
 
 MODELS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": Padim}
 

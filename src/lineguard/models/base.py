@@ -8,13 +8,11 @@ normalised batch to (scores, maps) and is what gets exported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -27,25 +25,16 @@ from torch import nn
 
 from lineguard import __version__
 from lineguard.backbones import get_backbone_spec
+from lineguard.checksums import file_sha256
 from lineguard.decision import Calibration, DecisionThresholds
 from lineguard.errors import ModelFileError
 from lineguard.preprocess import Preprocessing
+from lineguard.results import AnomalyPrediction
 
 MODEL_FORMAT = "lineguard-anomaly-model"
 MODEL_SCHEMA_VERSION = 1
 CONFIG_FILE = "model.json"
 STATE_FILE = "state.safetensors"
-
-
-@dataclass(frozen=True)
-class AnomalyPrediction:
-    """Scores (N,) and anomaly maps (N, H, W) at the model's input resolution."""
-
-    scores: np.ndarray
-    maps: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
 
 
 def batched(images: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -225,14 +214,6 @@ class AnomalyModel(ABC):
             model.calibration = Calibration.from_dict(doc["calibration"])
         model.metadata = dict(doc.get("metadata") or {})
         return model
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_model_document(path: Path) -> dict[str, Any]:

@@ -74,3 +74,30 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: to
     q_sq = (queries * queries).sum(dim=1, keepdim=True)
     d2 = q_sq - 2.0 * queries @ bank.T + bank_sq_norm[None, :]
     return d2.min(dim=1).values.clamp_min(0.0).sqrt()
+
+
+class ImageScore(nn.Module):
+    """Part score from its anomaly map.
+
+    ``top_k`` > 0: the mean of the ``top_k`` highest map pixels. A crack or
+    scratch lights up many pixels while dust and sensor noise light up few, so
+    averaging the top 1 % separates them better than the single maximum (see
+    docs/benchmarks.md). ``top_k`` = 0: the highest patch score, as in the papers.
+    """
+
+    def __init__(self, top_k: int) -> None:
+        super().__init__()
+        self.top_k = int(top_k)
+
+    def forward(self, grid: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
+        if self.top_k <= 0:
+            return grid.flatten(1).max(dim=1).values
+        return amap.flatten(1).topk(self.top_k, dim=1).values.mean(dim=1)
+
+
+def top_k_pixels(top_fraction: float | None, image_size: tuple[int, int]) -> int:
+    if not top_fraction:
+        return 0
+    if not 0.0 < top_fraction <= 1.0:
+        raise ValueError(f"top_fraction must be in (0, 1] or None, got {top_fraction}")
+    return max(1, round(top_fraction * image_size[0] * image_size[1]))

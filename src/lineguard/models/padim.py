@@ -16,7 +16,7 @@ from torch import nn
 
 from lineguard.backbones import create_backbone
 from lineguard.models.base import AnomalyModel
-from lineguard.models.layers import AnomalyMapHead, PatchEmbedding
+from lineguard.models.layers import AnomalyMapHead, ImageScore, PatchEmbedding, top_k_pixels
 
 
 class PadimModule(nn.Module):
@@ -27,9 +27,12 @@ class PadimModule(nn.Module):
         n_features: int,
         n_positions: int,
         sigma: float = 4.0,
+        top_k: int = 0,
+        patch_size: int = 1,
     ) -> None:
         super().__init__()
-        self.embedding = PatchEmbedding(backbone, patch_size=1)
+        self.embedding = PatchEmbedding(backbone, patch_size=patch_size)
+        self.score = ImageScore(top_k)
         self.register_buffer("channel_index", torch.arange(n_features))
         self.register_buffer("mean", torch.zeros(n_positions, n_features))
         self.register_buffer("inv_cov", torch.zeros(n_positions, n_features, n_features))
@@ -48,7 +51,8 @@ class PadimModule(nn.Module):
         delta = (feats - self.mean[None]).transpose(0, 1)  # (P, N, D)
         m2 = ((delta @ self.inv_cov) * delta).sum(dim=2)  # (P, N)
         grid = m2.clamp_min(0.0).sqrt().transpose(0, 1).reshape(-1, h, w)
-        return grid.flatten(1).max(dim=1).values, self.head(grid)
+        amap = self.head(grid)
+        return self.score(grid, amap), amap
 
 
 class Padim(AnomalyModel):
@@ -61,14 +65,18 @@ class Padim(AnomalyModel):
         *,
         n_features: int = 100,
         regularization: float = 0.01,
+        patch_size: int = 1,
         sigma: float = 4.0,
+        top_fraction: float | None = 0.01,
         seed: int = 0,
         batch_size: int = 8,
         device: str = "cpu",
     ) -> None:
         super().__init__(backbone, image_size, seed=seed, batch_size=batch_size, device=device)
+        self.top_fraction = top_fraction
         self.n_features = n_features
         self.regularization = regularization
+        self.patch_size = patch_size
         self.sigma = sigma
 
     def config(self) -> dict[str, Any]:
@@ -77,7 +85,9 @@ class Padim(AnomalyModel):
             "image_size": list(self.image_size),
             "n_features": self.n_features,
             "regularization": self.regularization,
+            "patch_size": self.patch_size,
             "sigma": self.sigma,
+            "top_fraction": self.top_fraction,
             "seed": self.seed,
             "batch_size": self.batch_size,
         }
@@ -90,9 +100,12 @@ class Padim(AnomalyModel):
         else:
             n_features = min(self.n_features, total)
             with torch.inference_mode():  # the stride-8 grid size, whatever the padding rules
-                probe = PatchEmbedding(backbone, 1)(torch.zeros(1, 3, *self.image_size))
+                probe = PatchEmbedding(backbone, self.patch_size)(torch.zeros(1, 3, *self.image_size))
             n_positions = int(probe.shape[-2] * probe.shape[-1])
-        module = PadimModule(backbone, self.image_size, n_features, n_positions, self.sigma)
+        top_k = top_k_pixels(self.top_fraction, self.image_size)
+        module = PadimModule(
+            backbone, self.image_size, n_features, n_positions, self.sigma, top_k, self.patch_size
+        )
         return module.to(self.device).eval()
 
     def _fit_module(self, images: Iterable[np.ndarray], total: int | None, progress: bool) -> None:

@@ -18,7 +18,13 @@ from torch import nn
 from lineguard.backbones import create_backbone
 from lineguard.models.base import AnomalyModel
 from lineguard.models.coreset import greedy_coreset
-from lineguard.models.layers import AnomalyMapHead, PatchEmbedding, nearest_distance
+from lineguard.models.layers import (
+    AnomalyMapHead,
+    ImageScore,
+    PatchEmbedding,
+    nearest_distance,
+    top_k_pixels,
+)
 
 
 class PatchCoreModule(nn.Module):
@@ -31,9 +37,11 @@ class PatchCoreModule(nn.Module):
         bank_size: int,
         patch_size: int = 3,
         sigma: float = 4.0,
+        top_k: int = 0,
     ) -> None:
         super().__init__()
         self.embedding = PatchEmbedding(backbone, patch_size)
+        self.score = ImageScore(top_k)
         dim = self.embedding.channels
         self.register_buffer("memory_bank", torch.zeros(bank_size, dim))
         self.register_buffer("bank_sq_norm", torch.zeros(bank_size))
@@ -51,7 +59,8 @@ class PatchCoreModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grid = self.patch_scores(x)
-        return grid.flatten(1).max(dim=1).values, self.head(grid)
+        amap = self.head(grid)
+        return self.score(grid, amap), amap
 
 
 class PatchCore(AnomalyModel):
@@ -75,6 +84,7 @@ class PatchCore(AnomalyModel):
         sigma: float = 4.0,
         projection_dim: int = 128,
         max_pool: int = 262_144,
+        top_fraction: float | None = 0.01,
         seed: int = 0,
         batch_size: int = 8,
         device: str = "cpu",
@@ -87,6 +97,7 @@ class PatchCore(AnomalyModel):
         self.sigma = sigma
         self.projection_dim = projection_dim
         self.max_pool = max_pool
+        self.top_fraction = top_fraction
 
     def config(self) -> dict[str, Any]:
         return {
@@ -97,6 +108,7 @@ class PatchCore(AnomalyModel):
             "sigma": self.sigma,
             "projection_dim": self.projection_dim,
             "max_pool": self.max_pool,
+            "top_fraction": self.top_fraction,
             "seed": self.seed,
             "batch_size": self.batch_size,
         }
@@ -106,7 +118,8 @@ class PatchCore(AnomalyModel):
     ) -> PatchCoreModule:
         bank_size = int(state["memory_bank"].shape[0]) if state is not None else 1
         backbone = create_backbone(self.backbone, pretrained=pretrained)
-        module = PatchCoreModule(backbone, self.image_size, bank_size, self.patch_size, self.sigma)
+        top_k = top_k_pixels(self.top_fraction, self.image_size)
+        module = PatchCoreModule(backbone, self.image_size, bank_size, self.patch_size, self.sigma, top_k)
         return module.to(self.device).eval()
 
     def _fit_module(self, images: Iterable[np.ndarray], total: int | None, progress: bool) -> None:

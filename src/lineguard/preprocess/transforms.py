@@ -40,13 +40,21 @@ class Preprocessing:
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         return cv2.resize(image, (self.width, self.height), interpolation=interpolation)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """HxW or HxWx3 uint8/uint16 RGB -> 3xHxW float32, normalised."""
+    def resized_rgb(self, image: np.ndarray) -> np.ndarray:
+        """HxW or HxWx3 uint8/uint16 RGB -> HxWx3 float32 on the 0..255 scale, at the input size.
+
+        This is what an exported bundle's graph takes; it normalises itself.
+        """
         x = self.resize(to_uint8_scale(image))
         if x.ndim == 2:
             x = np.repeat(x[:, :, None], 3, axis=2)
         elif x.ndim != 3 or x.shape[2] != 3:
             raise ValueError(f"expected a grey or RGB image, got shape {image.shape}")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """HxW or HxWx3 uint8/uint16 RGB -> 3xHxW float32, normalised."""
+        x = self.resized_rgb(image)
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 

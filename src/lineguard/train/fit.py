@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,11 +22,14 @@ def iter_images(samples: Sequence[SampleRef]) -> Iterator[np.ndarray]:
         yield read_image(s.path)
 
 
-def auto_image_size(samples: Sequence[SampleRef], pixels: int = 256 * 256) -> tuple[int, int]:
-    """(H, W) with about ``pixels`` pixels at the images' median aspect ratio, multiples of 16.
+def auto_image_size(
+    samples: Sequence[SampleRef], short_side: int = 256, max_long_side: int = 1024
+) -> tuple[int, int]:
+    """(H, W): the short side at ``short_side`` px, the images' median aspect ratio kept.
 
-    Squashing a 500x1250 part into a square loses its thinnest defects; keeping
-    the aspect ratio spends the same compute where the part is.
+    Squashing a 500x1250 part into a square halves its thinnest defects a second
+    time; keeping the aspect ratio spends the extra compute where the part is.
+    Sides are multiples of 16 so both feature strides divide them.
     """
     from PIL import Image
 
@@ -37,8 +39,10 @@ def auto_image_size(samples: Sequence[SampleRef], pixels: int = 256 * 256) -> tu
             w, h = im.size
         ratios.append(h / w)
     aspect = float(np.median(ratios)) if ratios else 1.0
-    width = math.sqrt(pixels / aspect)
-    height = width * aspect
+    if aspect >= 1.0:
+        height, width = min(short_side * aspect, max_long_side), short_side
+    else:
+        height, width = short_side, min(short_side / aspect, max_long_side)
     return max(32, round(height / 16) * 16), max(32, round(width / 16) * 16)
 
 
@@ -90,7 +94,7 @@ def fit_anomaly_model(
             "training_fingerprint": fingerprint(fit_samples),
             # Names let `evaluate` refuse to test on images the model has seen.
             "seen_files": sorted(
-                str(s.path) for s in (*fit_samples, *cal_samples, *split.calibration_defects)
+                str(s.path.resolve()) for s in (*fit_samples, *cal_samples, *split.calibration_defects)
             ),
         }
     )

