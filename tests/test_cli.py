@@ -157,3 +157,28 @@ def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     for command in ("fit", "evaluate", "predict", "backbones"):
         assert command in result.output
+
+
+def test_export_then_evaluate_and_predict_the_bundle_like_the_model(trained, folder_dataset, tmp_path):
+    bundle = tmp_path / "bundle"
+    result = runner.invoke(app, ["export", str(trained), "--out", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert (bundle / "manifest.json").exists() and (bundle / "model.onnx").exists()
+    reports = {}
+    for name, source in (("model", trained), ("bundle", bundle)):
+        out = tmp_path / name
+        result = runner.invoke(
+            app, ["evaluate", str(source), str(folder_dataset), "--format", "folder", "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        reports[name] = json.loads((out / "metrics.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro", "false_reject_rate", "sensitivity"):
+        assert reports["bundle"][key] == pytest.approx(reports["model"][key], abs=1e-4), key
+    assert reports["bundle"]["decisions"] == reports["model"]["decisions"]
+    lines = {}
+    for name, source in (("model", trained), ("bundle", bundle)):
+        result = runner.invoke(app, ["predict", str(source), str(folder_dataset / "scratch"), "--json"])
+        lines[name] = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["decision"] for r in lines["bundle"]] == [r["decision"] for r in lines["model"]]
+    for a, b in zip(lines["bundle"], lines["model"], strict=True):
+        assert a["score"] == pytest.approx(b["score"], rel=1e-4)
