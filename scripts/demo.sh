@@ -9,7 +9,11 @@ bash scripts/setup.sh
 set -x
 lineguard fit elpv --format elpv --out runs/elpv-model
 lineguard evaluate runs/elpv-model elpv --format elpv --out runs/elpv-report
-ELPV="$(python -c 'from lineguard.data.readers import elpv_root; print(elpv_root())')"
-# cell0004 and cell0009 are rated defect-free, cell0001 and cell0002 defective.
-lineguard predict runs/elpv-model "$ELPV/images/cell0004.png" "$ELPV/images/cell0009.png" \
-    "$ELPV/images/cell0001.png" "$ELPV/images/cell0002.png"
+# Decide four held-out cells (never used in fitting): two rated good, two defective.
+CELLS="$(python -c '
+from lineguard.data import open_dataset
+test = open_dataset("elpv", "elpv").test
+good = [s.path for s in test if not s.label][:2]
+bad = [s.path for s in test if s.label][:2]
+print(" ".join(map(str, good + bad)))')"
+lineguard predict runs/elpv-model $CELLS

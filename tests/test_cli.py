@@ -69,6 +69,9 @@ def test_evaluate_writes_metrics_and_plots(trained, folder_dataset, tmp_path):
     assert (report / "roc.png").stat().st_size > 1000
     assert (report / "score_histogram.png").stat().st_size > 1000
     assert len(list((report / "worst").glob("*.png"))) == 12
+    # the good parts closest to rejection and the defects closest to escaping
+    assert len(list((report / "good_highest").glob("*_good_*.png"))) == 6
+    assert len(list((report / "defect_lowest").glob("*_defect_*.png"))) == 8
 
 
 def test_predict_lines_and_json(trained, folder_dataset):

@@ -7,6 +7,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +19,36 @@ from lineguard.metrics import aupro, binary_rates, image_auroc, pixel_auroc, res
 from lineguard.results import AnomalyPrediction
 
 CHUNK = 32
-N_WORST = 12
+N_SHOWN = 12  # parts per heatmap gallery
+
+
+@dataclass(order=True)
+class ShownPart:
+    """A part kept for a heatmap gallery; ordered by ``key`` alone."""
+
+    key: float
+    index: int
+    score: float = field(compare=False)
+    image: np.ndarray = field(compare=False, repr=False)
+    amap: np.ndarray = field(compare=False, repr=False)
+    mask: np.ndarray | None = field(compare=False, repr=False)
+
+
+class Gallery:
+    """The ``n`` parts with the largest key, kept while streaming (a min-heap)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._heap: list[ShownPart] = []
+
+    def offer(self, part: ShownPart) -> None:
+        if len(self._heap) < self.n:
+            heapq.heappush(self._heap, part)
+        elif part > self._heap[0]:
+            heapq.heapreplace(self._heap, part)
+
+    def parts(self) -> list[ShownPart]:
+        return sorted(self._heap, reverse=True)
 
 
 class Scorer(Protocol):
@@ -58,7 +88,13 @@ def evaluate_anomaly_model(
     scores = np.empty(len(test), np.float64)
     gt_masks: list[np.ndarray] = []
     maps: list[np.ndarray] = []
-    worst: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    # What a quality engineer looks at first: the highest scores overall, the good
+    # parts closest to rejection and the defects closest to escaping.
+    galleries = {
+        "worst": Gallery(N_SHOWN),
+        "good_highest": Gallery(N_SHOWN),
+        "defect_lowest": Gallery(N_SHOWN),
+    }
     seconds = 0.0
     bar = None
     if progress:
@@ -78,11 +114,13 @@ def evaluate_anomaly_model(
                 mask = x.mask if x.mask is not None else np.zeros(x.image.shape[:2], bool)
                 gt_masks.append(resize_mask(mask, amap.shape))
                 maps.append(amap)
-            item = (float(pred.scores[j]), offset + j, x.image, amap, x.mask)
-            if len(worst) < N_WORST:
-                heapq.heappush(worst, item)
+            score = float(pred.scores[j])
+            shown = ShownPart(score, offset + j, score, x.image, amap, x.mask)
+            galleries["worst"].offer(shown)
+            if labels[offset + j]:
+                galleries["defect_lowest"].offer(ShownPart(-score, offset + j, score, x.image, amap, x.mask))
             else:
-                heapq.heappushpop(worst, item)
+                galleries["good_highest"].offer(shown)
         offset += len(chunk)
         if bar is not None:
             bar.update(len(chunk))
@@ -136,16 +174,9 @@ def evaluate_anomaly_model(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        from lineguard.evaluation.report import write_plots
+        from lineguard.evaluation.report import write_gallery, write_plots
 
-        worst_sorted = sorted(worst, key=lambda t: -t[0])
-        write_plots(
-            out,
-            labels,
-            scores,
-            thresholds,
-            worst_sorted,
-            [test[i].path for _, i, *_ in worst_sorted],
-            [bool(labels[i]) for _, i, *_ in worst_sorted],
-        )
+        write_plots(out, labels, scores, thresholds)
+        for name, gallery in galleries.items():
+            write_gallery(out / name, gallery.parts(), [test[p.index] for p in gallery.parts()], thresholds)
     return metrics

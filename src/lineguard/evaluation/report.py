@@ -52,7 +52,7 @@ def plot_histogram(
 
 
 def overlay(image: np.ndarray, amap: np.ndarray, vmax: float, mask: np.ndarray | None) -> np.ndarray:
-    """RGB uint8: the part with its anomaly map in 'jet' on top and the true defect outlined."""
+    """RGB uint8: the part beside its anomaly map in 'jet' (red = at the NG threshold), defect outlined."""
     base = np.clip(to_uint8_scale(image), 0, 255).astype(np.uint8)
     if base.ndim == 2:
         base = cv2.cvtColor(base, cv2.COLOR_GRAY2RGB)
@@ -60,24 +60,28 @@ def overlay(image: np.ndarray, amap: np.ndarray, vmax: float, mask: np.ndarray |
     heat = cv2.resize(amap, (w, h), interpolation=cv2.INTER_LINEAR)
     heat = np.clip(heat / max(vmax, 1e-12), 0, 1)
     colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
-    out = cv2.addWeighted(base, 0.55, colour, 0.45, 0)
+    blended = cv2.addWeighted(base, 0.5, colour, 0.5, 0)
     if mask is not None and mask.any():
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, w // 250))
-    return out
+        for panel in (base, blended):
+            cv2.drawContours(panel, contours, -1, (255, 255, 255), max(1, w // 250))
+    gap = np.full((h, max(4, w // 50), 3), 255, np.uint8)
+    return np.hstack([base, gap, blended])
 
 
-def write_plots(out, labels, scores, thresholds, worst, paths, worst_is_defect) -> None:
+def write_plots(out, labels, scores, thresholds) -> None:
     out = Path(out)
     plot_roc(out / "roc.png", labels, scores)
     plot_histogram(out / "score_histogram.png", labels, scores, thresholds)
-    folder = out / "worst"
-    folder.mkdir(exist_ok=True)
-    vmax = thresholds.ng  # one colour scale: red means "at the NG threshold or above"
-    for rank, ((score, _, image, amap, mask), path, is_defect) in enumerate(
-        zip(worst, paths, worst_is_defect, strict=True), 1
-    ):
-        rgb = overlay(image, amap, vmax, mask)
-        verdict = thresholds.decide(score).value
-        name = f"{rank:02d}_{'defect' if is_defect else 'good'}_{verdict}_{Path(path).stem}.png"
+
+
+def write_gallery(folder: Path, parts, samples, thresholds) -> None:
+    """One PNG per part: <rank>_<truth>_<decision>_<name>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    for rank, (part, sample) in enumerate(zip(parts, samples, strict=True), 1):
+        rgb = overlay(part.image, part.amap, thresholds.ng, part.mask)
+        truth = "defect" if sample.label else "good"
+        name = f"{rank:02d}_{truth}_{thresholds.decide(part.score).value}_{Path(sample.path).stem}.png"
         cv2.imwrite(str(folder / name), rgb[:, :, ::-1])
