@@ -82,7 +82,7 @@ def test_bundle_refuses_tampering_and_newer_schema(parts, tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["schema_version"] = 99
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelFileError, match="newer than this runtime"):
+    with pytest.raises(ModelFileError, match="bundle schema 99 is newer than this LineGuard"):
         load_bundle(bundle)
 
 

@@ -80,7 +80,7 @@ def test_load_refuses_newer_schema_and_missing_files(fitted, tmp_path):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     doc["schema_version"] = 99
     (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="newer than this"):
+    with pytest.raises(ModelFileError, match="anomaly model schema 99 is newer than this LineGuard"):
         AnomalyModel.load(tmp_path / "m")
     with pytest.raises(ModelFileError, match="not found"):
         AnomalyModel.load(tmp_path / "nothing")

@@ -25,7 +25,7 @@ from torch import nn
 
 from lineguard import __version__
 from lineguard.backbones import get_backbone_spec
-from lineguard.checksums import file_sha256
+from lineguard.checksums import file_sha256, read_versioned_json
 from lineguard.decision import Calibration, DecisionThresholds
 from lineguard.errors import ModelFileError
 from lineguard.preprocess import Preprocessing
@@ -217,18 +217,4 @@ class AnomalyModel(ABC):
 
 
 def read_model_document(path: Path) -> dict[str, Any]:
-    config = path / CONFIG_FILE
-    if not config.is_file():
-        raise ModelFileError(f"{config}: not found (is {path} a LineGuard model folder?)")
-    try:
-        doc = json.loads(config.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{config}: not valid JSON ({exc})") from None
-    if doc.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{config}: not a LineGuard anomaly model")
-    if int(doc.get("schema_version", 0)) > MODEL_SCHEMA_VERSION:
-        raise ModelFileError(
-            f"{config}: schema version {doc['schema_version']} is newer than this "
-            f"LineGuard ({__version__}) reads ({MODEL_SCHEMA_VERSION}); upgrade lineguard"
-        )
-    return doc
+    return read_versioned_json(path / CONFIG_FILE, MODEL_FORMAT, MODEL_SCHEMA_VERSION, "anomaly model")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from lineguard.checksums import file_sha256
+from lineguard.checksums import file_sha256, read_versioned_json
 from lineguard.errors import ModelFileError
 
 BUNDLE_FORMAT = "lineguard-bundle"
@@ -20,21 +19,7 @@ def is_bundle(path: str | Path) -> bool:
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
     """Parse and verify a bundle's manifest: format, schema version, every file's sha256."""
-    path = bundle / MANIFEST_FILE
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not found (is {bundle} a LineGuard bundle?)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise ModelFileError(f"{path}: not a LineGuard bundle manifest")
-    version = int(manifest.get("schema_version", 0))
-    if version > BUNDLE_SCHEMA_VERSION:
-        raise ModelFileError(
-            f"{path}: bundle schema {version} is newer than this runtime reads "
-            f"({BUNDLE_SCHEMA_VERSION}); upgrade lineguard on this machine"
-        )
+    manifest = read_versioned_json(bundle / MANIFEST_FILE, BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, "bundle")
     for name, entry in (manifest.get("files") or {}).items():
         file = bundle / name
         if not file.is_file():
