@@ -7,7 +7,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,10 +42,14 @@ class Gallery:
         self._heap: list[ShownPart] = []
 
     def offer(self, part: ShownPart) -> None:
+        if len(self._heap) >= self.n and not part > self._heap[0]:
+            return
+        # Copy the map: a view would keep its whole batch of maps alive.
+        kept = replace(part, amap=part.amap.copy())
         if len(self._heap) < self.n:
-            heapq.heappush(self._heap, part)
-        elif part > self._heap[0]:
-            heapq.heapreplace(self._heap, part)
+            heapq.heappush(self._heap, kept)
+        else:
+            heapq.heapreplace(self._heap, kept)
 
     def parts(self) -> list[ShownPart]:
         return sorted(self._heap, reverse=True)
