@@ -36,36 +36,47 @@ def timed(fn, images) -> np.ndarray:
     return np.asarray(out)
 
 
-def run(model_kind: str, backbone: str, threads: int, workdir: Path) -> list[dict]:
+def run(model_kind: str, backbone: str, threads: int, workdir: Path, ratio: float = 0.01) -> list[dict]:
     """Fit once (cached in workdir), then time torch and ONNX Runtime with ``threads``."""
     import torch
 
     from lineguard.bundle import export_bundle
     from lineguard.data import open_dataset
     from lineguard.decision import calibrate
+    from lineguard.metrics import image_auroc
     from lineguard.models import MODELS, load_model
     from lineguard.runtime import load_bundle
     from lineguard.train.fit import iter_images
 
     torch.set_num_threads(threads)
     split = open_dataset("elpv", "elpv", seed=0)
-    model_dir, bundle_dir = workdir / f"{model_kind}-{backbone}", workdir / f"{model_kind}-{backbone}.bundle"
+    name = f"{model_kind}-{backbone}-{ratio}"
+    model_dir = workdir / name
+    searches = ("graph", "faiss-flat", "faiss-hnsw") if model_kind == "patchcore" else ("graph",)
     if not model_dir.exists():
-        model = MODELS[model_kind](backbone, (256, 256), seed=0)
+        options = {"coreset_ratio": ratio} if model_kind == "patchcore" else {}
+        model = MODELS[model_kind](backbone, (256, 256), seed=0, **options)
         model.fit(iter_images(split.train[:N_FIT]), total=N_FIT)
         model.calibration = calibrate(
             model.predict(list(iter_images(split.train[N_FIT : N_FIT + 50]))).scores
         )
         model.save(model_dir)
-        export_bundle(model, bundle_dir)
+        for search in searches:
+            export_bundle(model, workdir / f"{name}.{search}", search=search)
     model = load_model(str(model_dir))
-    images = list(iter_images(split.test[:N_TIME]))
-    inspector = load_bundle(bundle_dir, threads=threads)
+    # Half good, half defective cells, so each engine's AUROC shows what its search costs.
+    good = [s for s in split.test if not s.label][: N_TIME // 2]
+    bad = [s for s in split.test if s.label][: N_TIME // 2]
+    images = list(iter_images(good + bad))
+    labels = np.r_[np.zeros(len(good)), np.ones(len(bad))]
+    engines = [("torch eager", model.predict, lambda im: model.predict([im]))]
+    for search in searches:
+        inspector = load_bundle(workdir / f"{name}.{search}", threads=threads)
+        label = "ONNX Runtime fp32" + ("" if search == "graph" else f" + {search}")
+        engines.append((label, inspector.predict, inspector.inspect))
     rows = []
-    for engine, fn in (
-        ("torch eager", lambda im: model.predict([im])),
-        ("ONNX Runtime fp32", inspector.inspect),
-    ):
+    for engine, predict_all, fn in engines:
+        auroc = image_auroc(labels, predict_all(images).scores)
         ms = timed(fn, images)
         rows.append(
             {
@@ -76,6 +87,7 @@ def run(model_kind: str, backbone: str, threads: int, workdir: Path) -> list[dic
                 "median": float(np.median(ms)),
                 "p99": float(np.percentile(ms, 99)),
                 "bank": model.metadata.get("memory_bank_size") or "-",
+                "auroc": auroc,
             }
         )
     return rows
@@ -87,14 +99,21 @@ def main() -> None:
     )
     parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "mobilenetv2"])
     parser.add_argument("--models", nargs="+", default=["patchcore", "padim"])
-    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ratios",
+        nargs="+",
+        type=float,
+        default=[0.01, 0.1],
+        help="PatchCore coreset ratios (memory-bank sizes) to time",
+    )
+    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if args.one:
         import json
 
-        kind, backbone, threads, workdir = args.one
-        print(json.dumps(run(kind, backbone, int(threads), Path(workdir))))
+        kind, backbone, threads, workdir, ratio = args.one
+        print(json.dumps(run(kind, backbone, int(threads), Path(workdir), float(ratio))))
         return
     import json
 
@@ -102,30 +121,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.models:
             for backbone in args.backbones:
-                for threads in (1, 2):  # a fresh process per thread count: torch keeps its pool
-                    print(f"running {kind} {backbone} {threads} thread(s) ...", file=sys.stderr, flush=True)
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--one", kind, backbone, str(threads), tmp],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    )
-                    rows += json.loads(out.stdout.strip().splitlines()[-1])
+                ratios = args.ratios if kind == "patchcore" and backbone == args.backbones[0] else [0.01]
+                for ratio in ratios:
+                    for threads in (1, 2):  # a fresh process per thread count: torch keeps its pool
+                        print(
+                            f"running {kind} {backbone} ratio {ratio} {threads} thread(s) ...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        out = subprocess.run(
+                            [
+                                sys.executable,
+                                __file__,
+                                "--one",
+                                kind,
+                                backbone,
+                                str(threads),
+                                tmp,
+                                str(ratio),
+                            ],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        )
+                        rows += json.loads(out.stdout.strip().splitlines()[-1])
     lines = [
         "## Runtime speed (`bench/runtime.py`)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}; command: `python bench/runtime.py "
-        f"--backbones {' '.join(args.backbones)} --models {' '.join(args.models)}`. "
+        f"--backbones {' '.join(args.backbones)} --models {' '.join(args.models)} "
+        f"--ratios {' '.join(map(str, args.ratios))}`. "
         f"Models fitted on {N_FIT} good ELPV cells at 256x256; one part at a time (batch 1) over "
-        f"{N_TIME} ELPV cells, decode excluded, preprocessing (resize, normalise) included.",
+        f"{N_TIME} held-out ELPV cells (half good, half defective), decode excluded, preprocessing "
+        "(resize, normalise) included. AUROC on those cells shows what each search costs in accuracy. "
+        "faiss-hnsw: HNSW, M 32, efSearch 64.",
         "",
-        "| model | backbone | memory bank | engine | threads | median ms | p99 ms | parts/min (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | backbone | memory bank | engine | threads | median ms | p99 ms | parts/min (median) "
+        "| AUROC |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['backbone']} | {r['bank']} | {r['engine']} | {r['threads']} "
-            f"| {r['median']:.1f} | {r['p99']:.1f} | {60000 / r['median']:.0f} |"
+            f"| {r['median']:.1f} | {r['p99']:.1f} | {60000 / r['median']:.0f} | {r['auroc']:.4f} |"
         )
     write_section(args.out, "runtime", "\n".join(lines))
     print("\n".join(lines))

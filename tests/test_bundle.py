@@ -138,3 +138,29 @@ def test_runtime_environment_without_torch_installed(parts, tmp_path):
     record = json.loads(out.stdout)
     expected = load_bundle(bundle).predict([cv2.imread(str(image), cv2.IMREAD_UNCHANGED)]).scores[0]
     assert record["score"] == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("search", ["faiss-flat", "faiss-hnsw"])
+def test_faiss_search_bundles(search, parts, tmp_path):
+    pytest.importorskip("faiss")
+    model = fitted("patchcore", parts["good"])
+    bundle = export_bundle(model, tmp_path / "b", search=search)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["search"]["kind"] == search
+    assert manifest["search"]["memory_bank_size"] == model.module.memory_bank.shape[0]
+    images = parts["test_good"][:4] + parts["defect"][:4]
+    if search == "faiss-flat":  # exact search: the same numbers as the graph
+        assert_parity(model, bundle, images)
+    else:  # approximate: never closer than the true neighbour, and the same ranking here
+        want = model.predict(images).scores
+        got = load_bundle(bundle).predict(images).scores
+        assert np.all(got >= want * (1 - 1e-4))
+        assert list(np.argsort(got)) == list(np.argsort(want))
+    result = load_bundle(bundle).inspect(parts["defect"][0])
+    assert {"embed", "search", "map"} <= set(result.timings_ms)
+
+
+def test_faiss_search_is_only_for_patchcore(parts, tmp_path):
+    model = fitted("padim", parts["good"][:6])
+    with pytest.raises(ValueError, match="PatchCore's memory bank"):
+        export_bundle(model, tmp_path / "b", search="faiss-flat")

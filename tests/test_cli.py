@@ -185,3 +185,39 @@ def test_export_then_evaluate_and_predict_the_bundle_like_the_model(trained, fol
     assert [r["decision"] for r in lines["bundle"]] == [r["decision"] for r in lines["model"]]
     for a, b in zip(lines["bundle"], lines["model"], strict=True):
         assert a["score"] == pytest.approx(b["score"], rel=1e-4)
+
+
+def test_fit_with_tiles_at_native_size(tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "d" / "good").mkdir(parents=True)
+    for i in range(10):  # 150 high x 60 wide -> working size 144x64 (multiples of 16)
+        cv2.imwrite(str(tmp_path / "d" / "good" / f"{i}.png"), rng.integers(90, 160, (150, 60), np.uint8))
+    out = tmp_path / "m"
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(tmp_path / "d"),
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--model",
+            "patchcore",
+            "--tile",
+            "64",
+            "--tile-overlap",
+            "16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    tiling = json.loads((out / "model.json").read_text())["config"]["tiling"]
+    assert (tiling["height"], tiling["width"], tiling["tile_height"], tiling["overlap"]) == (144, 64, 64, 16)
+    assert tiling["n_tiles"] == 3
+    result = runner.invoke(
+        app, ["fit", str(tmp_path / "d"), "--format", "folder", "--out", str(out), "--tile", "64"]
+    )
+    assert result.exit_code == 2 and "position-free" in result.output

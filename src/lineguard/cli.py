@@ -104,6 +104,16 @@ def fit(
             "0 = the single highest patch score."
         ),
     ] = 0.01,
+    tile: Annotated[
+        str | None,
+        typer.Option(
+            help="Inspect in overlapping tiles of this network input size (N or WIDTHxHEIGHT); "
+            "--size is then the whole part's working size (auto: its native size). PatchCore only."
+        ),
+    ] = None,
+    tile_overlap: Annotated[
+        int | None, typer.Option(help="Pixels neighbouring tiles share (default: an eighth of a tile).")
+    ] = None,
     coreset_ratio: Annotated[
         float, typer.Option(help="PatchCore: share of patches kept in the memory bank.")
     ] = 0.01,
@@ -139,14 +149,24 @@ def fit(
     _threads(threads)
     try:
         split = open_dataset(data, format.value, seed=seed, test_fraction=test_fraction)
-        image_size = parse_size(size) or auto_image_size(split.train)
-        kwargs: dict[str, float | None] = {"top_fraction": top_fraction or None}
+        kwargs: dict[str, object] = {"top_fraction": top_fraction or None}
+        if tile is None:
+            image_size = parse_size(size) or auto_image_size(split.train)
+        else:
+            from lineguard.preprocess import Tiling
+            from lineguard.train.fit import native_size
+
+            image_size = parse_size(tile) or (256, 256)
+            height, width = parse_size(size) or native_size(split.train)
+            overlap = tile_overlap if tile_overlap is not None else min(image_size) // 8
+            kwargs["tiling"] = Tiling(height, width, *image_size, overlap)
         if model == ModelKind.patchcore:
             kwargs["coreset_ratio"] = coreset_ratio
         estimator = MODELS[model.value](backbone, image_size, seed=seed, device=device, **kwargs)
+        tiles = f" in {len(kwargs['tiling'].origins)} tiles" if "tiling" in kwargs else ""
         typer.echo(
             f"{split.name}: {len(split.train)} good training images, input "
-            f"{image_size[1]}x{image_size[0]}, {model.value} on {backbone}",
+            f"{image_size[1]}x{image_size[0]}{tiles}, {model.value} on {backbone}",
             err=True,
         )
         fit_anomaly_model(
@@ -275,21 +295,29 @@ def predict(
 def export(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
+    search: Annotated[
+        str,
+        typer.Option(
+            help="PatchCore nearest-neighbour search: graph (exact, in ONNX), "
+            "faiss-flat (exact) or faiss-hnsw (approximate)."
+        ),
+    ] = "graph",
 ) -> None:
     """Export MODEL as a bundle: one ONNX graph (normalisation, network, map, score) + manifest.json.
 
-    The bundle runs with ONNX Runtime, numpy and OpenCV only (no PyTorch), and
-    `evaluate` / `predict` accept it in place of the model.
+    The bundle runs with ONNX Runtime, numpy and OpenCV only (no PyTorch; faiss
+    too for the faiss searches), and `evaluate` / `predict` accept it in place of
+    the model.
     """
     from lineguard.bundle import export_bundle
     from lineguard.models import load_model
 
     try:
-        bundle = export_bundle(load_model(str(model_path)), out)
+        bundle = export_bundle(load_model(str(model_path)), out, search=search)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
     size = sum(f.stat().st_size for f in bundle.iterdir()) / 1e6
-    typer.echo(f"bundle {bundle} ({size:.1f} MB): manifest.json + model.onnx")
+    typer.echo(f"bundle {bundle} ({size:.1f} MB): {', '.join(sorted(f.name for f in bundle.iterdir()))}")
 
 
 @app.command()

@@ -24,6 +24,8 @@ from lineguard.models import AnomalyModel
 from lineguard.runtime.manifest import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, MANIFEST_FILE
 
 GRAPH_FILE = "model.onnx"
+HEAD_FILE = "head.onnx"
+BANK_FILE = "memory_bank.safetensors"
 OPSET = 17
 
 
@@ -41,30 +43,107 @@ class NormalizedModel(nn.Module):
         return self.module(x)
 
 
-def export_bundle(model: AnomalyModel, out: str | Path) -> Path:
-    """Export a fitted, calibrated model to the bundle folder ``out``."""
-    if model.module is None:
-        raise ValueError("the model is not fitted")
-    if model.calibration is None:
-        raise ValueError("the model has no calibrated thresholds; fit it with `lineguard fit`")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pre = model.preprocessing
-    wrapper = NormalizedModel(model.module, pre.mean, pre.std).to("cpu").eval()
-    dummy = torch.zeros(1, pre.height, pre.width, 3)
+class PatchEmbedder(nn.Module):
+    """PatchCore's first half for an external search: (N, H, W, 3) 0..255 -> (N, h, w, C)."""
+
+    def __init__(self, module: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.normalized = NormalizedModel(module.embedding, mean, std)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.normalized(image).permute(0, 2, 3, 1)
+
+
+class MapAndScore(nn.Module):
+    """PatchCore's second half: nearest-neighbour distance grid (N, h, w) -> (scores, maps)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.head, self.score = module.head, module.score
+
+    def forward(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        amap = self.head(grid)
+        return self.score(grid, amap), amap
+
+
+def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]):
     with torch.inference_mode(), warnings.catch_warnings():
         # The tracer warns about shapes it freezes: the input size is fixed by design.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper,
-            (dummy,),
-            str(out / GRAPH_FILE),
-            input_names=["image"],
-            output_names=["score", "anomaly_map"],
-            dynamic_axes={"image": {0: "batch"}, "score": {0: "batch"}, "anomaly_map": {0: "batch"}},
+            module.to("cpu").eval(),
+            (example,),
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+SEARCHES = ("graph", "faiss-flat", "faiss-hnsw")
+
+
+def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -> Path:
+    """Export a fitted, calibrated model to the bundle folder ``out``.
+
+    ``search`` (PatchCore only): "graph" keeps the exact nearest-neighbour search
+    inside the ONNX graph; "faiss-flat" (exact) and "faiss-hnsw" (approximate)
+    split the graph around the search, which the runtime then does with faiss
+    over the memory bank stored beside it.
+    """
+    if model.module is None:
+        raise ValueError("the model is not fitted")
+    if model.calibration is None:
+        raise ValueError("the model has no calibrated thresholds; fit it with `lineguard fit`")
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    if search != "graph" and model.kind != "patchcore":
+        raise ValueError(f"search {search!r} applies to PatchCore's memory bank, not to {model.kind}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = model.preprocessing
+    image = torch.zeros(1, pre.height, pre.width, 3)
+    module = model.module.to("cpu")
+    graph: dict[str, Any] = {
+        "file": GRAPH_FILE,
+        "opset": OPSET,
+        "input": "image",
+        "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
+    }
+    search_doc = None
+    if search == "graph":
+        _to_onnx(
+            NormalizedModel(module, pre.mean, pre.std),
+            image,
+            out / GRAPH_FILE,
+            ["image"],
+            ["score", "anomaly_map"],
+        )
+        graph["outputs"] = {"score": "score", "anomaly_map": "anomaly_map"}
+        files = [GRAPH_FILE]
+    else:
+        from safetensors.numpy import save_file
+
+        embedder = PatchEmbedder(module, pre.mean, pre.std)
+        _to_onnx(embedder, image, out / GRAPH_FILE, ["image"], ["embedding"])
+        with torch.inference_mode():
+            grid = torch.zeros(1, *embedder(image).shape[1:3])
+        _to_onnx(MapAndScore(module), grid, out / HEAD_FILE, ["grid"], ["score", "anomaly_map"])
+        save_file({"memory_bank": module.memory_bank.detach().cpu().numpy()}, str(out / BANK_FILE))
+        graph["outputs"] = {"embedding": "embedding"}
+        search_doc = {
+            "kind": search,
+            "memory_bank_file": BANK_FILE,
+            "memory_bank_size": int(module.memory_bank.shape[0]),
+            "head_file": HEAD_FILE,
+            "head_input": "grid",
+            "head_outputs": {"score": "score", "anomaly_map": "anomaly_map"},
+            "hnsw_m": 32,
+            "hnsw_ef_search": 64,
+        }
+        files = [GRAPH_FILE, HEAD_FILE, BANK_FILE]
     model.module.to(model.device)
     manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
@@ -74,15 +153,11 @@ def export_bundle(model: AnomalyModel, out: str | Path) -> Path:
         "model": {"kind": model.kind, **model.config()},
         "preprocessing": pre.to_dict(),
         "roi": None,  # whole image; ROI crops come with the station's recipes
-        "tiling": None,  # one tile = the whole (resized) image
+        # None: the whole part is resized to the network input; else tiles, merged in the runtime.
+        "tiling": {**model.tiling.to_dict(), "part_top_k": model.part_top_k} if model.tiling else None,
         "calibration": model.calibration.to_dict(),
-        "graph": {
-            "file": GRAPH_FILE,
-            "opset": OPSET,
-            "input": "image",
-            "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
-            "outputs": {"score": "score", "anomaly_map": "anomaly_map"},
-        },
+        "graph": graph,
+        "search": search_doc,
         "metadata": {
             k: v for k, v in model.metadata.items() if k != "seen_files"
         },  # file lists stay with the training model
@@ -92,7 +167,7 @@ def export_bundle(model: AnomalyModel, out: str | Path) -> Path:
             "python": platform.python_version(),
         },
         "files": {
-            GRAPH_FILE: {"sha256": file_sha256(out / GRAPH_FILE), "bytes": (out / GRAPH_FILE).stat().st_size}
+            name: {"sha256": file_sha256(out / name), "bytes": (out / name).stat().st_size} for name in files
         },
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))

@@ -28,7 +28,8 @@ from lineguard.backbones import get_backbone_spec
 from lineguard.checksums import file_sha256, read_versioned_json
 from lineguard.decision import Calibration, DecisionThresholds
 from lineguard.errors import ModelFileError
-from lineguard.preprocess import Preprocessing
+from lineguard.models.layers import top_k_pixels
+from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
 from lineguard.results import AnomalyPrediction
 
 MODEL_FORMAT = "lineguard-anomaly-model"
@@ -69,6 +70,8 @@ class AnomalyModel(ABC):
         backbone: str = "efficientnet_lite0",
         image_size: tuple[int, int] = (256, 256),
         *,
+        top_fraction: float | None = 0.01,
+        tiling: Tiling | dict[str, Any] | None = None,
         seed: int = 0,
         batch_size: int = 8,
         device: str = "cpu",
@@ -76,6 +79,13 @@ class AnomalyModel(ABC):
         spec = get_backbone_spec(backbone)
         self.backbone = backbone
         self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.top_fraction = top_fraction
+        self.tiling = Tiling.from_dict(tiling) if isinstance(tiling, dict) else tiling
+        if self.tiling and (self.tiling.tile_height, self.tiling.tile_width) != self.image_size:
+            raise ValueError(
+                f"tiles ({self.tiling.tile_width}x{self.tiling.tile_height}) must be the network input "
+                f"size ({self.image_size[1]}x{self.image_size[0]})"
+            )
         self.seed = seed
         self.batch_size = batch_size
         self.device = resolve_device(device)
@@ -86,8 +96,33 @@ class AnomalyModel(ABC):
 
     # -- the contract ---------------------------------------------------------------------------
     @abstractmethod
+    def _model_config(self) -> dict[str, Any]:
+        """This model's own constructor arguments (JSON-serialisable)."""
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this model (JSON-serialisable)."""
+        return {
+            "backbone": self.backbone,
+            "image_size": list(self.image_size),
+            "top_fraction": self.top_fraction,
+            "tiling": self.tiling.to_dict() if self.tiling else None,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            **self._model_config(),
+        }
+
+    @property
+    def part_top_k(self) -> int:
+        """Pixels averaged for a part score over the whole (merged) map; 0 = the highest patch."""
+        size = (self.tiling.height, self.tiling.width) if self.tiling else self.image_size
+        return top_k_pixels(self.top_fraction, size)
+
+    def network_inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Normalised network inputs: one per image, or each image's tiles in order."""
+        if self.tiling is None:
+            return self.preprocessing.batch(list(images))
+        normalize = self.preprocessing.normalize
+        return np.stack([normalize(tile) for image in images for tile in self.tiling.prepare(image)])
 
     @abstractmethod
     def _build_module(self, pretrained: bool, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
@@ -131,16 +166,19 @@ class AnomalyModel(ABC):
 
             bar = tqdm(total=total, desc="predict", unit="img", leave=False)
         for batch in batches:
-            x = torch.from_numpy(self.preprocessing.batch(batch)).to(self.device)
+            x = torch.from_numpy(self.network_inputs(batch)).to(self.device)
             s, m = self.module(x)
-            scores.append(s.float().cpu().numpy())
-            maps.append(m.float().cpu().numpy())
+            s, m = s.float().cpu().numpy(), m.float().cpu().numpy()
+            if self.tiling is not None:
+                s, m = merge_tiles(self.tiling, s, m, self.part_top_k)
+            scores.append(s)
+            maps.append(m)
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
         if not scores:
-            h, w = self.image_size
+            h, w = (self.tiling.height, self.tiling.width) if self.tiling else self.image_size
             return AnomalyPrediction(np.zeros(0, np.float32), np.zeros((0, h, w), np.float32))
         return AnomalyPrediction(np.concatenate(scores), np.concatenate(maps))
 
@@ -155,7 +193,7 @@ class AnomalyModel(ABC):
             bar = tqdm(total=total, desc="features", unit="img", leave=False)
         with torch.inference_mode():
             for batch in batched(images, self.batch_size):
-                x = torch.from_numpy(self.preprocessing.batch(batch)).to(self.device)
+                x = torch.from_numpy(self.network_inputs(batch)).to(self.device)
                 yield embed(x)
                 if bar is not None:
                     bar.update(len(batch))

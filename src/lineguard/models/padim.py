@@ -67,29 +67,23 @@ class Padim(AnomalyModel):
         regularization: float = 0.01,
         patch_size: int = 1,
         sigma: float = 4.0,
-        top_fraction: float | None = 0.01,
-        seed: int = 0,
-        batch_size: int = 8,
-        device: str = "cpu",
+        **common: Any,
     ) -> None:
-        super().__init__(backbone, image_size, seed=seed, batch_size=batch_size, device=device)
-        self.top_fraction = top_fraction
+        super().__init__(backbone, image_size, **common)
+        if self.tiling is not None:
+            # One Gaussian per position would need one set per tile; not supported yet.
+            raise ValueError("tiling needs a position-free model: use patchcore")
         self.n_features = n_features
         self.regularization = regularization
         self.patch_size = patch_size
         self.sigma = sigma
 
-    def config(self) -> dict[str, Any]:
+    def _model_config(self) -> dict[str, Any]:
         return {
-            "backbone": self.backbone,
-            "image_size": list(self.image_size),
             "n_features": self.n_features,
             "regularization": self.regularization,
             "patch_size": self.patch_size,
             "sigma": self.sigma,
-            "top_fraction": self.top_fraction,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
         }
 
     def _build_module(self, pretrained: bool, state: dict[str, torch.Tensor] | None = None) -> PadimModule:

@@ -84,12 +84,9 @@ class PatchCore(AnomalyModel):
         sigma: float = 4.0,
         projection_dim: int = 128,
         max_pool: int = 262_144,
-        top_fraction: float | None = 0.01,
-        seed: int = 0,
-        batch_size: int = 8,
-        device: str = "cpu",
+        **common: Any,
     ) -> None:
-        super().__init__(backbone, image_size, seed=seed, batch_size=batch_size, device=device)
+        super().__init__(backbone, image_size, **common)
         if not 0.0 < coreset_ratio <= 1.0:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
         self.coreset_ratio = coreset_ratio
@@ -97,20 +94,14 @@ class PatchCore(AnomalyModel):
         self.sigma = sigma
         self.projection_dim = projection_dim
         self.max_pool = max_pool
-        self.top_fraction = top_fraction
 
-    def config(self) -> dict[str, Any]:
+    def _model_config(self) -> dict[str, Any]:
         return {
-            "backbone": self.backbone,
-            "image_size": list(self.image_size),
             "coreset_ratio": self.coreset_ratio,
             "patch_size": self.patch_size,
             "sigma": self.sigma,
             "projection_dim": self.projection_dim,
             "max_pool": self.max_pool,
-            "top_fraction": self.top_fraction,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
         }
 
     def _build_module(

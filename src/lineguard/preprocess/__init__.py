@@ -4,6 +4,7 @@ Both sides call the same function on the same decoded image, which is what makes
 exported scores equal the training scores.
 """
 
+from lineguard.preprocess.tiling import Tiling, merge_tiles, part_score
 from lineguard.preprocess.transforms import Preprocessing, to_uint8_scale
 
-__all__ = ["Preprocessing", "to_uint8_scale"]
+__all__ = ["Preprocessing", "Tiling", "merge_tiles", "part_score", "to_uint8_scale"]

@@ -18,6 +18,24 @@ def to_uint8_scale(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported pixel type {image.dtype}; expected uint8 or uint16")
 
 
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize with area averaging when shrinking (keeps thin defects), bilinear when enlarging."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    interpolation = cv2.INTER_AREA if h * w > height * width else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def as_rgb(x: np.ndarray, original_shape: tuple[int, ...]) -> np.ndarray:
+    """Grey -> three equal channels (the ImageNet backbones expect RGB)."""
+    if x.ndim == 2:
+        return np.repeat(x[:, :, None], 3, axis=2)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"expected a grey or RGB image, got shape {original_shape}")
+    return x
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an image becomes a network input; stored with every model and bundle.
@@ -32,31 +50,24 @@ class Preprocessing:
     std: tuple[float, float, float]
 
     def resize(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        if (h, w) == (self.height, self.width):
-            return image
-        # Area averaging when shrinking avoids aliasing thin defects away.
-        shrinking = h * w > self.height * self.width
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        return cv2.resize(image, (self.width, self.height), interpolation=interpolation)
+        return resize_to(image, self.height, self.width)
 
     def resized_rgb(self, image: np.ndarray) -> np.ndarray:
         """HxW or HxWx3 uint8/uint16 RGB -> HxWx3 float32 on the 0..255 scale, at the input size.
 
         This is what an exported bundle's graph takes; it normalises itself.
         """
-        x = self.resize(to_uint8_scale(image))
-        if x.ndim == 2:
-            x = np.repeat(x[:, :, None], 3, axis=2)
-        elif x.ndim != 3 or x.shape[2] != 3:
-            raise ValueError(f"expected a grey or RGB image, got shape {image.shape}")
+        x = as_rgb(self.resize(to_uint8_scale(image)), image.shape)
         return np.ascontiguousarray(x, dtype=np.float32)
+
+    def normalize(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 float32 0..255 at the input size -> 3xHxW float32, normalised."""
+        x = (rgb - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """HxW or HxWx3 uint8/uint16 RGB -> 3xHxW float32, normalised."""
-        x = self.resized_rgb(image)
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        return self.normalize(self.resized_rgb(image))
 
     def batch(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([self(im) for im in images])

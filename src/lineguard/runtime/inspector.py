@@ -17,7 +17,7 @@ import numpy as np
 
 from lineguard.decision import Calibration, Decision, DecisionThresholds
 from lineguard.errors import ModelFileError
-from lineguard.preprocess import Preprocessing
+from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
 from lineguard.results import AnomalyPrediction
 from lineguard.runtime.manifest import read_manifest
 
@@ -33,7 +33,8 @@ PREFERRED_PROVIDERS = (
 
 @dataclass(frozen=True)
 class InspectionResult:
-    """One part's result. ``anomaly_map`` is at the model's input resolution."""
+    """One part's result. ``anomaly_map`` is at the model's input resolution (the working
+    size of the whole part when the bundle tiles)."""
 
     score: float
     decision: Decision
@@ -60,6 +61,9 @@ class Inspector:
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.calibration = Calibration.from_dict(manifest["calibration"])
         self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
+        tiling = manifest.get("tiling")
+        self.tiling = Tiling.from_dict(tiling) if tiling else None
+        self.part_top_k = int(tiling["part_top_k"]) if tiling else 0
         available = set(ort.get_available_providers())
         if providers == "auto":
             wanted = [p for p in PREFERRED_PROVIDERS if p in available]
@@ -77,8 +81,18 @@ class Inspector:
         graph = manifest["graph"]
         self.session = ort.InferenceSession(str(bundle / graph["file"]), options, providers=wanted)
         self.input_name = graph["input"]
-        self.output_names = [graph["outputs"]["score"], graph["outputs"]["anomaly_map"]]
         self.providers = self.session.get_providers()
+        self.search = manifest.get("search")
+        if self.search:
+            self.output_names = [graph["outputs"]["embedding"]]
+            self.head = ort.InferenceSession(
+                str(bundle / self.search["head_file"]), options, providers=wanted
+            )
+            outputs = self.search["head_outputs"]
+            self.head_output_names = [outputs["score"], outputs["anomaly_map"]]
+            self.index = build_index(bundle, self.search, threads)
+        else:
+            self.output_names = [graph["outputs"]["score"], graph["outputs"]["anomaly_map"]]
 
     @property
     def thresholds(self) -> DecisionThresholds:
@@ -86,11 +100,34 @@ class Inspector:
 
     def _run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         start = time.perf_counter()
-        batch = np.stack([self.preprocessing.resized_rgb(im) for im in images])
+        if self.tiling is None:
+            batch = np.stack([self.preprocessing.resized_rgb(im) for im in images])
+        else:
+            batch = np.concatenate([self.tiling.prepare(im) for im in images])
         prepared = time.perf_counter()
-        scores, maps = self.session.run(self.output_names, {self.input_name: batch})
-        done = time.perf_counter()
-        timings = {"preprocess": 1e3 * (prepared - start), "infer": 1e3 * (done - prepared)}
+        if self.search:
+            (embedding,) = self.session.run(self.output_names, {self.input_name: batch})
+            embedded = time.perf_counter()
+            n, h, w, c = embedding.shape
+            squared, _ = self.index.search(np.ascontiguousarray(embedding.reshape(-1, c)), 1)
+            grid = np.sqrt(np.maximum(squared[:, 0], 0.0)).reshape(n, h, w).astype(np.float32)
+            searched = time.perf_counter()
+            scores, maps = self.head.run(self.head_output_names, {self.search["head_input"]: grid})
+            done = time.perf_counter()
+            timings = {
+                "preprocess": 1e3 * (prepared - start),
+                "embed": 1e3 * (embedded - prepared),
+                "search": 1e3 * (searched - embedded),
+                "map": 1e3 * (done - searched),
+            }
+        else:
+            scores, maps = self.session.run(self.output_names, {self.input_name: batch})
+            done = time.perf_counter()
+            timings = {"preprocess": 1e3 * (prepared - start), "infer": 1e3 * (done - prepared)}
+        if self.tiling is not None:
+            merge_start = time.perf_counter()
+            scores, maps = merge_tiles(self.tiling, scores, maps, self.part_top_k)
+            timings["merge_tiles"] = 1e3 * (time.perf_counter() - merge_start)
         return scores.astype(np.float32), maps.astype(np.float32), timings
 
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 8) -> AnomalyPrediction:
@@ -101,7 +138,11 @@ class Inspector:
             scores.append(s)
             maps.append(m)
         if not scores:
-            h, w = self.preprocessing.height, self.preprocessing.width
+            h, w = (
+                (self.tiling.height, self.tiling.width)
+                if self.tiling
+                else (self.preprocessing.height, self.preprocessing.width)
+            )
             return AnomalyPrediction(np.zeros(0, np.float32), np.zeros((0, h, w), np.float32))
         return AnomalyPrediction(np.concatenate(scores), np.concatenate(maps))
 
@@ -119,6 +160,30 @@ class Inspector:
         for r in results:
             r.timings_ms["total"] = total
         return results
+
+
+def build_index(bundle: Path, search: dict[str, Any], threads: int | None):
+    """A faiss index over the bundle's memory bank: exact (flat) or approximate (HNSW)."""
+    try:
+        import faiss
+    except ImportError:
+        raise ModelFileError(
+            f"{bundle}: searches its memory bank with faiss; pip install 'lineguard[search]'"
+        ) from None
+    from safetensors.numpy import load_file
+
+    bank = np.ascontiguousarray(load_file(str(bundle / search["memory_bank_file"]))["memory_bank"])
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    if search["kind"] == "faiss-flat":
+        index = faiss.IndexFlatL2(bank.shape[1])
+    elif search["kind"] == "faiss-hnsw":
+        index = faiss.IndexHNSWFlat(bank.shape[1], int(search.get("hnsw_m", 32)))
+        index.hnsw.efSearch = int(search.get("hnsw_ef_search", 64))
+    else:
+        raise ModelFileError(f"{bundle}: unknown search kind {search['kind']!r}")
+    index.add(bank)
+    return index
 
 
 def load_bundle(

@@ -22,6 +22,26 @@ def iter_images(samples: Sequence[SampleRef]) -> Iterator[np.ndarray]:
         yield read_image(s.path)
 
 
+def _median_size(samples: Sequence[SampleRef]) -> tuple[float, float]:
+    """Median (height, width) of up to 32 images spread over the set (headers only)."""
+    from PIL import Image
+
+    sizes = []
+    for s in samples[:: max(1, len(samples) // 32)][:32]:
+        with Image.open(s.path) as im:
+            sizes.append(im.size[::-1])
+    if not sizes:
+        raise ValueError("no images to size the network input from")
+    h, w = np.median(np.asarray(sizes, dtype=np.float64), axis=0)
+    return float(h), float(w)
+
+
+def native_size(samples: Sequence[SampleRef]) -> tuple[int, int]:
+    """The images' median (height, width), rounded to multiples of 16: a tiled part's working size."""
+    h, w = _median_size(samples)
+    return max(32, round(h / 16) * 16), max(32, round(w / 16) * 16)
+
+
 def auto_image_size(
     samples: Sequence[SampleRef], short_side: int = 256, max_long_side: int = 1024
 ) -> tuple[int, int]:
@@ -31,14 +51,8 @@ def auto_image_size(
     time; keeping the aspect ratio spends the extra compute where the part is.
     Sides are multiples of 16 so both feature strides divide them.
     """
-    from PIL import Image
-
-    ratios = []
-    for s in samples[:: max(1, len(samples) // 32)][:32]:
-        with Image.open(s.path) as im:
-            w, h = im.size
-        ratios.append(h / w)
-    aspect = float(np.median(ratios)) if ratios else 1.0
+    h, w = _median_size(samples)
+    aspect = h / w
     if aspect >= 1.0:
         height, width = min(short_side * aspect, max_long_side), short_side
     else:
