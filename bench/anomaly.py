@@ -101,8 +101,9 @@ def run_one(spec: dict) -> dict:
     import torch
 
     from lineguard.data import open_dataset
+    from lineguard.evaluation import evaluate_anomaly_model
     from lineguard.models import MODELS
-    from lineguard.train import auto_image_size, evaluate_anomaly_model, fit_anomaly_model
+    from lineguard.train import auto_image_size, fit_anomaly_model
 
     torch.set_num_threads(spec["threads"])
     split = open_dataset(spec["data"], spec["format"], seed=spec["seed"])

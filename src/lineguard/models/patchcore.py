@@ -123,8 +123,10 @@ class PatchCore(AnomalyModel):
             _n, c, h, w = emb.shape
             feats = emb.permute(0, 2, 3, 1).reshape(-1, c).float().cpu()
             n_patches += feats.shape[0]
-            if total and keep_fraction == 1.0 and total * h * w > self.max_pool:
-                keep_fraction = self.max_pool / (total * h * w)
+            per_image = h * w * (len(self.tiling.origins) if self.tiling else 1)
+            if total and keep_fraction == 1.0 and total * per_image > self.max_pool:
+                # Subsample while collecting, so memory stays near max_pool rows.
+                keep_fraction = self.max_pool / (total * per_image)
             if keep_fraction < 1.0:
                 keep = torch.randperm(feats.shape[0], generator=gen)
                 feats = feats[keep[: max(1, round(feats.shape[0] * keep_fraction))]]
