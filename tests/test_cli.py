@@ -10,6 +10,21 @@ from lineguard.cli import app, parse_size
 runner = CliRunner()
 
 
+def fit_folder(data, out, *options: str) -> list[str]:
+    return ["fit", str(data), "--format", "folder", "--out", str(out), *options]
+
+
+def write_tall_parts(root, n: int, seed: int) -> None:
+    """``n`` good parts 60 wide x 150 high in the folder layout."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    (root / "good").mkdir(parents=True)
+    for i in range(n):
+        cv2.imwrite(str(root / "good" / f"{i}.png"), rng.integers(90, 160, (150, 60), np.uint8))
+
+
 @pytest.fixture(scope="module")
 def trained(folder_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "m"
@@ -117,30 +132,13 @@ def test_fit_reports_a_bad_file_by_name(folder_dataset, tmp_path):
 
 
 def test_fit_patchcore_with_auto_size_keeps_the_aspect_ratio(tmp_path):
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    (tmp_path / "d" / "good").mkdir(parents=True)
-    for i in range(12):  # tall parts, 60 wide x 150 high
-        cv2.imwrite(str(tmp_path / "d" / "good" / f"{i}.png"), rng.integers(90, 160, (150, 60), np.uint8))
+    write_tall_parts(tmp_path / "d", 12, seed=0)
     out = tmp_path / "m"
     result = runner.invoke(
         app,
-        [
-            "fit",
-            str(tmp_path / "d"),
-            "--format",
-            "folder",
-            "--out",
-            str(out),
-            "--model",
-            "patchcore",
-            "--coreset-ratio",
-            "0.1",
-            "--top-fraction",
-            "0",
-        ],
+        fit_folder(
+            tmp_path / "d", out, "--model", "patchcore", "--coreset-ratio", "0.1", "--top-fraction", "0"
+        ),
     )
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "model.json").read_text())
@@ -188,30 +186,10 @@ def test_export_then_evaluate_and_predict_the_bundle_like_the_model(trained, fol
 
 
 def test_fit_with_tiles_at_native_size(tmp_path):
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(1)
-    (tmp_path / "d" / "good").mkdir(parents=True)
-    for i in range(10):  # 150 high x 60 wide -> working size 144x64 (multiples of 16)
-        cv2.imwrite(str(tmp_path / "d" / "good" / f"{i}.png"), rng.integers(90, 160, (150, 60), np.uint8))
+    write_tall_parts(tmp_path / "d", 10, seed=1)  # working size 144x64 (multiples of 16)
     out = tmp_path / "m"
     result = runner.invoke(
-        app,
-        [
-            "fit",
-            str(tmp_path / "d"),
-            "--format",
-            "folder",
-            "--out",
-            str(out),
-            "--model",
-            "patchcore",
-            "--tile",
-            "64",
-            "--tile-overlap",
-            "16",
-        ],
+        app, fit_folder(tmp_path / "d", out, "--model", "patchcore", "--tile", "64", "--tile-overlap", "16")
     )
     assert result.exit_code == 0, result.output
     tiling = json.loads((out / "model.json").read_text())["config"]["tiling"]
