@@ -54,16 +54,11 @@ def _fail(exc: Exception) -> None:
 
 
 def _threads(n: int | None) -> None:
-    if n and _torch_installed():
+    """PyTorch's thread count; only called on paths that run PyTorch models."""
+    if n:
         import torch
 
         torch.set_num_threads(n)
-
-
-def _torch_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
 
 
 def load_scorer(path: Path, threads: int | None = None):

@@ -182,5 +182,6 @@ def evaluate_anomaly_model(
 
         write_plots(out, labels, scores, thresholds)
         for name, gallery in galleries.items():
-            write_gallery(out / name, gallery.parts(), [test[p.index] for p in gallery.parts()], thresholds)
+            parts = gallery.parts()
+            write_gallery(out / name, parts, [test[p.index] for p in parts], thresholds)
     return metrics

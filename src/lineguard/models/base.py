@@ -112,10 +112,19 @@ class AnomalyModel(ABC):
         }
 
     @property
+    def map_size(self) -> tuple[int, int]:
+        """(H, W) of the anomaly maps predict() returns: the working size when tiling."""
+        return (self.tiling.height, self.tiling.width) if self.tiling else self.image_size
+
+    @property
     def part_top_k(self) -> int:
         """Pixels averaged for a part score over the whole (merged) map; 0 = the highest patch."""
-        size = (self.tiling.height, self.tiling.width) if self.tiling else self.image_size
-        return top_k_pixels(self.top_fraction, size)
+        return top_k_pixels(self.top_fraction, self.map_size)
+
+    @property
+    def network_top_k(self) -> int:
+        """The same share of one network input's pixels: the score the torch module computes."""
+        return top_k_pixels(self.top_fraction, self.image_size)
 
     def network_inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Normalised network inputs: one per image, or each image's tiles in order."""
@@ -178,7 +187,7 @@ class AnomalyModel(ABC):
         if bar is not None:
             bar.close()
         if not scores:
-            h, w = (self.tiling.height, self.tiling.width) if self.tiling else self.image_size
+            h, w = self.map_size
             return AnomalyPrediction(np.zeros(0, np.float32), np.zeros((0, h, w), np.float32))
         return AnomalyPrediction(np.concatenate(scores), np.concatenate(maps))
 

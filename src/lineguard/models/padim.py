@@ -16,7 +16,7 @@ from torch import nn
 
 from lineguard.backbones import create_backbone
 from lineguard.models.base import AnomalyModel
-from lineguard.models.layers import AnomalyMapHead, ImageScore, PatchEmbedding, top_k_pixels
+from lineguard.models.layers import AnomalyMapHead, ImageScore, PatchEmbedding
 
 
 class PadimModule(nn.Module):
@@ -96,7 +96,7 @@ class Padim(AnomalyModel):
             with torch.inference_mode():  # the stride-8 grid size, whatever the padding rules
                 probe = PatchEmbedding(backbone, self.patch_size)(torch.zeros(1, 3, *self.image_size))
             n_positions = int(probe.shape[-2] * probe.shape[-1])
-        top_k = top_k_pixels(self.top_fraction, self.image_size)
+        top_k = self.network_top_k
         module = PadimModule(
             backbone, self.image_size, n_features, n_positions, self.sigma, top_k, self.patch_size
         )

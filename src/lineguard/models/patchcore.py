@@ -23,7 +23,6 @@ from lineguard.models.layers import (
     ImageScore,
     PatchEmbedding,
     nearest_distance,
-    top_k_pixels,
 )
 
 
@@ -109,7 +108,7 @@ class PatchCore(AnomalyModel):
     ) -> PatchCoreModule:
         bank_size = int(state["memory_bank"].shape[0]) if state is not None else 1
         backbone = create_backbone(self.backbone, pretrained=pretrained)
-        top_k = top_k_pixels(self.top_fraction, self.image_size)
+        top_k = self.network_top_k
         module = PatchCoreModule(backbone, self.image_size, bank_size, self.patch_size, self.sigma, top_k)
         return module.to(self.device).eval()
 

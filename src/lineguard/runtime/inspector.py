@@ -95,6 +95,13 @@ class Inspector:
             self.output_names = [graph["outputs"]["score"], graph["outputs"]["anomaly_map"]]
 
     @property
+    def map_size(self) -> tuple[int, int]:
+        """(H, W) of the anomaly maps: the working size when tiling, else the network input."""
+        if self.tiling:
+            return self.tiling.height, self.tiling.width
+        return self.preprocessing.height, self.preprocessing.width
+
+    @property
     def thresholds(self) -> DecisionThresholds:
         return self.calibration.thresholds
 
@@ -138,11 +145,7 @@ class Inspector:
             scores.append(s)
             maps.append(m)
         if not scores:
-            h, w = (
-                (self.tiling.height, self.tiling.width)
-                if self.tiling
-                else (self.preprocessing.height, self.preprocessing.width)
-            )
+            h, w = self.map_size
             return AnomalyPrediction(np.zeros(0, np.float32), np.zeros((0, h, w), np.float32))
         return AnomalyPrediction(np.concatenate(scores), np.concatenate(maps))
 
