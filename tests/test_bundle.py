@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 from conftest import shared_dataset
 
@@ -46,6 +47,14 @@ def test_bundle_parity_on_generated_parts(kind, parts, tmp_path):
         parts["test_good"][5].astype(np.uint16) * 257,
     ]
     assert_parity(model, tmp_path / "b", images)
+    # The "SAME" pads were folded into the convolutions; only the map head's reflect pads remain.
+    graph = onnx.load(str(tmp_path / "b" / "model.onnx")).graph
+    modes = [
+        next((a.s for a in n.attribute if a.name == "mode"), b"constant")
+        for n in graph.node
+        if n.op_type == "Pad"
+    ]
+    assert modes and set(modes) == {b"reflect"}
 
 
 @pytest.mark.shared
@@ -84,6 +93,33 @@ def test_bundle_refuses_tampering_and_newer_schema(parts, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="bundle schema 99 is newer than this LineGuard"):
         load_bundle(bundle)
+
+
+def test_zipped_bundle_loads_and_bad_archives_are_refused(parts, tmp_path):
+    import zipfile
+
+    from lineguard.bundle import zip_bundle
+
+    bundle = export_bundle(fitted("padim", parts["good"][:6]), tmp_path / "b")
+    archive = zip_bundle(bundle, tmp_path / "b.zip")
+    images = parts["defect"][:2]
+    inspector = load_bundle(archive)
+    np.testing.assert_array_equal(
+        inspector.predict(images).scores, load_bundle(bundle).predict(images).scores
+    )
+    assert inspector.source == archive
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(evil, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("../escape.txt", "x")
+    with pytest.raises(ModelFileError, match="plain files only"):
+        load_bundle(evil)
+    assert not (tmp_path / "escape.txt").exists()
+    not_zip = tmp_path / "model.bin"
+    not_zip.write_bytes(b"not a bundle")
+    with pytest.raises(ModelFileError, match="neither a bundle folder nor a zip"):
+        load_bundle(not_zip)
 
 
 def test_unknown_provider_is_a_clear_error(parts, tmp_path):

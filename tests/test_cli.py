@@ -199,3 +199,35 @@ def test_fit_with_tiles_at_native_size(tmp_path):
         app, ["fit", str(tmp_path / "d"), "--format", "folder", "--out", str(out), "--tile", "64"]
     )
     assert result.exit_code == 2 and "position-free" in result.output
+
+
+def test_export_int8_reports_the_guard_and_writes_the_bundle_it_chose(trained, folder_dataset, tmp_path):
+    bundle = tmp_path / "int8"
+    int8 = ["--int8", "--calibration", str(folder_dataset), "--format", "folder"]
+    result = runner.invoke(app, ["export", str(trained), "--out", str(bundle), *int8])
+    assert result.exit_code == 0, result.output
+    report = json.loads((bundle / "quantization_report.json").read_text())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert ("INT8 kept" if report["accepted"] else "INT8 refused") in result.output
+    assert manifest["graph"]["file"] == ("model.int8.onnx" if report["accepted"] else "model.onnx")
+    # calibrated on the training images, mapped on the 6 held-out good ones, guarded on the test split
+    assert report["n_calibration"] == 24 and report["n_validation"] == 14
+    if report["accepted"]:
+        assert manifest["quantization"]["score_affine"]["fitted_on_images"] == 6
+    result = runner.invoke(app, ["predict", str(bundle), str(folder_dataset / "scratch")])
+    assert result.exit_code == 0, result.output
+
+
+def test_export_int8_needs_a_calibration_dataset(trained, tmp_path):
+    result = runner.invoke(app, ["export", str(trained), "--out", str(tmp_path / "b"), "--int8"])
+    assert result.exit_code == 2 and "--calibration" in result.output
+
+
+def test_zipped_bundle_predicts_like_the_folder(trained, folder_dataset, tmp_path):
+    lines = {}
+    for out in (tmp_path / "b", tmp_path / "b.zip"):
+        result = runner.invoke(app, ["export", str(trained), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["predict", str(out), str(folder_dataset / "scratch"), "--json"])
+        lines[out.suffix] = [json.loads(line) for line in result.output.splitlines()]
+    assert tmp_path.joinpath("b.zip").is_file() and lines[".zip"] == lines[""]

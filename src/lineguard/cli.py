@@ -289,7 +289,9 @@ def predict(
 @app.command()
 def export(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Bundle folder to write (a name ending in .zip: one zip).")
+    ],
     search: Annotated[
         str,
         typer.Option(
@@ -297,22 +299,101 @@ def export(
             "faiss-flat (exact) or faiss-hnsw (approximate)."
         ),
     ] = "graph",
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Quantise the feature network to INT8, behind the accuracy guard.")
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset for --int8: its good training images calibrate, its test split validates."
+        ),
+    ] = None,
+    format: Annotated[
+        DataFormat | None, typer.Option("--format", "-f", help="Layout of the --calibration dataset.")
+    ] = None,
+    max_auroc_drop: Annotated[float, typer.Option(help="Guard: largest image-AUROC loss accepted.")] = 0.005,
+    max_decision_change: Annotated[
+        float, typer.Option(help="Guard: largest share of OK/REVIEW/NG decisions allowed to change.")
+    ] = 0.005,
+    calibration_images: Annotated[int, typer.Option(help="Good images used to calibrate INT8.")] = 100,
+    threads: Annotated[int, typer.Option(help="CPU threads for the guard's speed measurement.")] = 1,
 ) -> None:
-    """Export MODEL as a bundle: one ONNX graph (normalisation, network, map, score) + manifest.json.
+    """Export MODEL as a bundle: ONNX graph (normalisation, network, map, score) + manifest.json.
 
     The bundle runs with ONNX Runtime, numpy and OpenCV only (no PyTorch; faiss
     too for the faiss searches), and `evaluate` / `predict` accept it in place of
-    the model.
+    the model. With --int8 the INT8 bundle is written only when it passes the
+    guard on the --calibration dataset's test split; otherwise the fp32 bundle is
+    written and the report says why (quantization_report.json in the bundle).
     """
-    from lineguard.bundle import export_bundle
+    import shutil
+    import tempfile
+
+    from lineguard.bundle import export_bundle, quantize_bundle, zip_bundle
     from lineguard.models import load_model
 
+    if int8 and (calibration is None or format is None):
+        _fail(ValueError("--int8 needs --calibration DATA and --format"))
+    if not int8 and calibration is not None:
+        _fail(ValueError("--calibration is only used with --int8"))
+    zipped = out.suffix.lower() == ".zip"
     try:
-        bundle = export_bundle(load_model(str(model_path)), out, search=search)
+        model = load_model(str(model_path))
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = int8 or zipped  # written aside first, then quantised and/or zipped into `out`
+            bundle = export_bundle(model, Path(tmp) / "fp32" if staged else out, search=search)
+            if int8:
+                bundle = Path(tmp) / "int8"
+                cal, val, labels, score_images = _int8_sets(model, calibration, format, calibration_images)
+                report = quantize_bundle(
+                    Path(tmp) / "fp32",
+                    bundle,
+                    cal,
+                    val,
+                    labels,
+                    score_images=score_images,
+                    max_auroc_drop=max_auroc_drop,
+                    max_decision_change=max_decision_change,
+                    threads=threads,
+                )
+                typer.echo(report.summary())
+            if zipped:
+                zip_bundle(bundle, out)
+            elif staged:
+                if out.exists():
+                    shutil.rmtree(out)
+                shutil.copytree(bundle, out)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
-    size = sum(f.stat().st_size for f in bundle.iterdir()) / 1e6
-    typer.echo(f"bundle {bundle} ({size:.1f} MB): {', '.join(sorted(f.name for f in bundle.iterdir()))}")
+    if zipped:
+        typer.echo(f"bundle {out} ({out.stat().st_size / 1e6:.1f} MB, zip)")
+    else:
+        size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+        typer.echo(f"bundle {out} ({size:.1f} MB): {', '.join(sorted(f.name for f in out.iterdir()))}")
+
+
+def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):
+    """INT8 calibration images (good training images, spread over the set), the guard's
+    validation set (the test split, minus any image the model was fitted or calibrated on)
+    and the threshold hold-out on which INT8 scores are mapped (None if not found in DATA)."""
+    from lineguard.data import open_dataset
+    from lineguard.data.image_io import read_image
+
+    split_info = model.metadata.get("split", {})
+    split = open_dataset(
+        data, format.value, seed=int(split_info.get("seed", 0)), test_fraction=split_info.get("test_fraction")
+    )
+    good = split.train[:: max(1, len(split.train) // n_calibration)][:n_calibration]
+    seen = set(model.metadata.get("seen_files", []))
+    test = [s for s in split.test if str(s.path.resolve()) not in seen]
+    if not good or not test:
+        raise ValueError(f"{data}: needs good training images and a test split for --int8")
+    held_out = set(model.metadata.get("calibration_files", []))
+    scored = [s for s in split.train if str(s.path.resolve()) in held_out]
+    calibration = [read_image(s.path) for s in good]
+    validation = [read_image(s.path) for s in test]
+    score_images = [read_image(s.path) for s in scored] if len(scored) >= 2 else None
+    return calibration, validation, [int(s.label) for s in test], score_images
 
 
 @app.command()

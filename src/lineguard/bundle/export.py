@@ -8,7 +8,6 @@ the line. Resizing is the shared numpy/OpenCV step both sides already call.
 
 from __future__ import annotations
 
-import json
 import platform
 import warnings
 from datetime import UTC, datetime
@@ -19,9 +18,10 @@ import torch
 from torch import nn
 
 from lineguard import __version__
-from lineguard.checksums import file_sha256
+from lineguard.bundle.files import file_entries, write_manifest
+from lineguard.bundle.graph_passes import fold_constants, fold_pads_into_convs
 from lineguard.models import AnomalyModel
-from lineguard.runtime.manifest import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, MANIFEST_FILE
+from lineguard.runtime.manifest import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION
 
 GRAPH_FILE = "model.onnx"
 HEAD_FILE = "head.onnx"
@@ -80,6 +80,8 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[
             opset_version=OPSET,
             dynamo=False,
         )
+    fold_constants(path)
+    fold_pads_into_convs(path)
 
 
 SEARCHES = ("graph", "faiss-flat", "faiss-hnsw")
@@ -159,16 +161,14 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
         "graph": graph,
         "search": search_doc,
         "metadata": {
-            k: v for k, v in model.metadata.items() if k != "seen_files"
+            k: v for k, v in model.metadata.items() if k not in ("seen_files", "calibration_files")
         },  # file lists stay with the training model
         "versions": {
             "lineguard": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
-        "files": {
-            name: {"sha256": file_sha256(out / name), "bytes": (out / name).stat().st_size} for name in files
-        },
+        "files": file_entries(out, files),
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    write_manifest(out, manifest)
     return out

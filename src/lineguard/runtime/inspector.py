@@ -7,6 +7,7 @@ runs inspections without a training stack.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from lineguard.decision import Calibration, Decision, DecisionThresholds
 from lineguard.errors import ModelFileError
 from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
 from lineguard.results import AnomalyPrediction
-from lineguard.runtime.manifest import read_manifest
+from lineguard.runtime.manifest import read_manifest, unpack_bundle
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 # Fastest first; "auto" takes those of these that this onnxruntime build offers.
@@ -57,6 +58,8 @@ class Inspector:
         import onnxruntime as ort
 
         self.path = bundle
+        self.source = bundle  # what the user named: the folder, or the zip it was unpacked from
+        self.unpacked: tempfile.TemporaryDirectory | None = None
         self.manifest = manifest
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.calibration = Calibration.from_dict(manifest["calibration"])
@@ -192,6 +195,21 @@ def build_index(bundle: Path, search: dict[str, Any], threads: int | None):
 def load_bundle(
     path: str | Path, providers: Sequence[str] | str | None = None, threads: int | None = None
 ) -> Inspector:
-    """Verify a bundle (schema, sha256 of every file) and open it with ONNX Runtime."""
+    """Verify a bundle (schema, sha256 of every file) and open it with ONNX Runtime.
+
+    ``path`` is a bundle folder or its .zip; a zip is unpacked into a private
+    temporary folder that lives as long as the Inspector.
+    """
     bundle = Path(path)
+    if bundle.is_file():
+        unpacked = tempfile.TemporaryDirectory(prefix="lineguard-bundle-")
+        try:
+            folder = unpack_bundle(bundle, Path(unpacked.name))
+            inspector = Inspector(folder, read_manifest(folder), providers, threads)
+        except BaseException:
+            unpacked.cleanup()
+            raise
+        inspector.unpacked = unpacked
+        inspector.source = bundle
+        return inspector
     return Inspector(bundle, read_manifest(bundle), providers, threads)

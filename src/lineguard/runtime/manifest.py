@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,39 @@ BUNDLE_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 
 
+# A zipped bundle is unpacked before use; this bounds what a damaged or hostile archive can write.
+MAX_UNPACKED_BYTES = 4 << 30
+
+
 def is_bundle(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST_FILE).is_file()
+    """A bundle folder, or a .zip holding one (files at the archive root)."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / MANIFEST_FILE).is_file()
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return MANIFEST_FILE in zf.namelist()
+    return False
+
+
+def unpack_bundle(archive: Path, folder: Path) -> Path:
+    """Extract a zipped bundle into ``folder``: plain files at the root only, size bounded."""
+    if not zipfile.is_zipfile(archive):
+        raise ModelFileError(f"{archive}: neither a bundle folder nor a zip archive")
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        for info in members:
+            name = info.filename
+            if info.is_dir() or "/" in name or "\\" in name or name in ("", ".", ".."):
+                raise ModelFileError(
+                    f"{archive}: unexpected entry {name!r}; a bundle zip holds plain files only"
+                )
+        if sum(info.file_size for info in members) > MAX_UNPACKED_BYTES:
+            raise ModelFileError(f"{archive}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB")
+        if MANIFEST_FILE not in {info.filename for info in members}:
+            raise ModelFileError(f"{archive}: no {MANIFEST_FILE} at the archive root; not a bundle")
+        zf.extractall(folder)
+    return folder
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:

@@ -110,6 +110,8 @@ def fit_anomaly_model(
             "seen_files": sorted(
                 str(s.path.resolve()) for s in (*fit_samples, *cal_samples, *split.calibration_defects)
             ),
+            # The held-out good parts the thresholds came from (INT8 export maps its scores on them).
+            "calibration_files": sorted(str(s.path.resolve()) for s in cal_samples),
         }
     )
     return model
