@@ -233,8 +233,8 @@ def main() -> None:
             "",
             "Mean over seeds:",
             "",
-            "| configuration | image AUROC | pixel AUROC | AUPRO |",
-            "|---|---|---|---|",
+            "| data | model | backbone (splits) | image AUROC | pixel AUROC | AUPRO |",
+            "|---|---|---|---|---|---|",
         ]
         for key, runs in summary.items():
 

@@ -1,17 +1,18 @@
 """INT8 static quantisation of a bundle, behind an accuracy guard.
 
 What is quantised: the feature network only (convolutions with their ReLU6
-clips, "SAME" pads and residual adds, per-channel int8 weights, uint8
-activations, QDQ format), which holds almost all the compute. The anomaly-map
-smoothing, the memory-bank distances and the Mahalanobis products stay float:
-quantised with ranges calibrated on good parts they clip every defect to the
-same value.
+clips, "SAME" pads and residual adds; per-channel int8 weights, uint8
+activations, QDQ format), which holds almost all the compute, except its first
+convolution, which sees the image itself. The anomaly-map smoothing, the
+memory-bank distances and the Mahalanobis products stay float: quantised with
+ranges calibrated on good parts, they clip every defect to the same value.
 
 Quantisation noise shifts the feature statistics, so INT8 scores come out on a
 different scale. A positive affine map, fitted by least squares from the INT8
-to the fp32 scores of the calibration images, is appended to the graph's score
-and map outputs: the bundle keeps the fp32 thresholds and reports scores that
-stay comparable on control charts. Being monotone it cannot change AUROC.
+to the fp32 scores of good parts the model was not fitted on (its threshold
+hold-out), is appended to the graph's score and map outputs: the bundle keeps
+the fp32 thresholds and reports scores that stay comparable on control charts.
+Being monotone, the map cannot change AUROC.
 
 The guard scores a labelled validation set with both bundles and refuses INT8
 (writing the fp32 bundle instead, with the report) when image AUROC drops by
@@ -22,6 +23,7 @@ OK / REVIEW / NG decisions differ.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -159,18 +161,25 @@ def _quantize_graph(source: Path, target: Path, inspector: Inspector, images: Se
         ]
         if not nodes:
             raise ValueError(f"{source}: no feature-network nodes (named {FEATURE_SCOPE}...) to quantise")
-        quantize_static(
-            str(prepared),
-            str(target),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            nodes_to_quantize=nodes,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        # onnxruntime logs through the root logger and advises the pre-processing done above.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_static(
+                str(prepared),
+                str(target),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                nodes_to_quantize=nodes,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        finally:
+            root.setLevel(level)
 
 
 def _sees_image(conv, channels_in: dict[str, int]) -> bool:
