@@ -1,4 +1,4 @@
-"""`lineguard` command line: fit, evaluate, predict, backbones."""
+"""`lineguard` command line: fit, evaluate, predict, export, calibrate, backbones."""
 
 from __future__ import annotations
 
@@ -394,6 +394,60 @@ def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):
     validation = [read_image(s.path) for s in test]
     score_images = [read_image(s.path) for s in scored] if len(scored) >= 2 else None
     return calibration, validation, [int(s.label) for s in test], score_images
+
+
+@app.command()
+def calibrate(
+    images: Annotated[
+        list[Path], typer.Argument(metavar="IMAGE_OR_DIR...", help="Checkerboard views from one camera.")
+    ],
+    pattern: Annotated[str, typer.Option(help="Inner corners of the board, COLUMNSxROWS (e.g. 9x6).")],
+    square_mm: Annotated[float, typer.Option(help="Side of one board square in mm.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write the calibration to.")],
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="The view whose board lies in the inspection plane (sets mm/px); default: the first."
+        ),
+    ] = None,
+) -> None:
+    """Camera matrix, lens distortion and px -> mm scale from checkerboard images (OpenCV).
+
+    Use 10-20 views with the board tilted and moved over the whole frame; the
+    reference view should show the board where the parts are inspected.
+    """
+    from lineguard.data.image_io import IMAGE_SUFFIXES, read_image
+    from lineguard.preprocess.camera import calibrate_camera
+
+    try:
+        cols, rows = (int(v) for v in pattern.lower().split("x"))
+    except ValueError:
+        _fail(ValueError(f"--pattern {pattern!r}: use COLUMNSxROWS of inner corners, e.g. 9x6"))
+    files: list[Path] = []
+    for item in images:
+        files += (
+            sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if item.is_dir()
+            else [item]
+        )
+    try:
+        index = 0
+        if reference is not None:
+            if reference.resolve() not in [f.resolve() for f in files]:
+                files.insert(0, reference)
+            index = [f.resolve() for f in files].index(reference.resolve())
+        views = [(str(f), read_image(f)) for f in files]
+        cal = calibrate_camera(views, (cols, rows), square_mm, reference=index)
+    except (LineGuardError, ValueError) as exc:
+        _fail(exc)
+    cal.save(out)
+    m = cal.camera_matrix
+    scale = "n/a" if cal.mm_per_px is None else f"{cal.mm_per_px:.5g} mm/px"
+    typer.echo(
+        f"board found in {len(cal.views)}/{len(files)} images | fx {m[0, 0]:.1f} fy {m[1, 1]:.1f} "
+        f"cx {m[0, 2]:.1f} cy {m[1, 2]:.1f} px | reprojection RMS {cal.rms_px:.3f} px | {scale}\n"
+        f"calibration: {out}"
+    )
 
 
 @app.command()
