@@ -121,3 +121,26 @@ def test_postgres_stopped_mid_run_then_replayed(postgres, tmp_path):
     assert store.parts(part_id="P0002") == [part(2, "REVIEW")]
     assert len(store.journal) == 0
     store.close()
+
+
+def test_image_archive_is_content_addressed_and_keeps_what_the_policy_says(tmp_path):
+    import numpy as np
+
+    from lineguard.store.archive import ImageArchive, keep_image
+
+    archive = ImageArchive(tmp_path / "images")
+    image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8)
+    sha = archive.put_image(image)
+    assert archive.put_image(image.copy()) == sha and len(list((tmp_path / "images").rglob("*.png"))) == 1
+    import cv2
+
+    decoded = cv2.imdecode(np.frombuffer(archive.get_png(sha), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded[..., ::-1], image)  # lossless, RGB kept
+    archive.path(sha).write_bytes(b"damaged")
+    with pytest.raises(OSError, match="does not match its sha256"):
+        archive.get_png(sha)
+    with pytest.raises(ValueError, match="not a sha256"):
+        archive.path("../../etc/passwd")
+    kept = [keep_image("OK", i, 10) for i in range(30)]
+    assert sum(kept) == 3 and all(keep_image(v, 7, 0) for v in ("NG", "REVIEW"))
+    assert not keep_image("OK", 0, 0)

@@ -1,7 +1,16 @@
 """The station's record: parts, checks and events in a database, a journal for when it is down."""
 
+from lineguard.store.archive import ImageArchive, keep_image
 from lineguard.store.database import RecordStore, sqlite_url
 from lineguard.store.journal import Journal
 from lineguard.store.records import CheckRecord, PartRecord
 
-__all__ = ["CheckRecord", "Journal", "PartRecord", "RecordStore", "sqlite_url"]
+__all__ = [
+    "CheckRecord",
+    "ImageArchive",
+    "Journal",
+    "PartRecord",
+    "RecordStore",
+    "keep_image",
+    "sqlite_url",
+]
