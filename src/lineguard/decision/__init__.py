@@ -1,4 +1,4 @@
-"""From score to decision: calibrated thresholds and the OK / REVIEW / NG band (numpy only)."""
+"""From score to decision: calibrated thresholds, the OK / REVIEW / NG band, one verdict per part."""
 
 from lineguard.decision.thresholds import (
     Calibration,
@@ -9,12 +9,18 @@ from lineguard.decision.thresholds import (
     frr_threshold,
     sensitivity_threshold,
 )
+from lineguard.decision.verdict import AssembledPart, CheckOutcome, PartAssembler, VerdictPolicy, combine
 
 __all__ = [
+    "AssembledPart",
     "Calibration",
+    "CheckOutcome",
     "Decision",
     "DecisionThresholds",
+    "PartAssembler",
+    "VerdictPolicy",
     "calibrate",
+    "combine",
     "f1_optimal_threshold",
     "frr_threshold",
     "sensitivity_threshold",

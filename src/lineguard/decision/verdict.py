@@ -1,0 +1,161 @@
+"""From check results to one verdict per part, and the per-part assembly with a deadline (pure logic).
+
+A part is OK only when every expected check reported OK with a valid score.
+A check that is missing when the deadline passes, or that failed (timeout,
+decode or model error, no valid score), gives the part the fail-safe
+decision the recipe configures: REVIEW or NG, never OK.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from lineguard.decision.thresholds import Decision
+
+SEVERITY = {Decision.OK: 0, Decision.REVIEW: 1, Decision.NG: 2}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What one check said about a part. ``decision`` None: the check failed (``reason`` says why)."""
+
+    check: str
+    decision: Decision | None
+    score: float | None = None
+    reason: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.decision is not None and self.score is not None and math.isfinite(self.score)
+
+
+@dataclass(frozen=True)
+class VerdictPolicy:
+    """The fail-safe decisions: for a check still missing at the deadline, and for a failed check."""
+
+    missing: Decision = Decision.NG
+    failed: Decision = Decision.NG
+
+    def __post_init__(self) -> None:
+        for name in ("missing", "failed"):
+            if Decision(getattr(self, name)) == Decision.OK:
+                raise ValueError(f"{name}: a part without a complete inspection is REVIEW or NG, never OK")
+
+
+def combine(
+    expected: Sequence[str], outcomes: Mapping[str, CheckOutcome], policy: VerdictPolicy
+) -> tuple[Decision, str]:
+    """The part's verdict (the worst of its checks) and the reasons for anything but OK."""
+    if not expected:
+        raise ValueError("a recipe needs at least one check")
+    unknown = sorted(set(outcomes) - set(expected))
+    if unknown:
+        raise ValueError(f"results for checks not in the recipe: {unknown}")
+    verdict, reasons = Decision.OK, []
+    for name in expected:
+        outcome = outcomes.get(name)
+        if outcome is None:
+            decision, why = policy.missing, f"{name}: no result before the deadline"
+        elif not outcome.valid:
+            decision, why = policy.failed, f"{name}: {outcome.reason or 'no valid score'}"
+        else:
+            decision = Decision(outcome.decision)
+            why = f"{name}: {decision.value}" if decision != Decision.OK else ""
+        if why:
+            reasons.append(why)
+        if SEVERITY[decision] > SEVERITY[verdict]:
+            verdict = decision
+    return verdict, "; ".join(reasons)
+
+
+@dataclass(frozen=True)
+class AssembledPart:
+    uid: str
+    part_id: str
+    verdict: Decision
+    reason: str
+    outcomes: dict[str, CheckOutcome]
+    timed_out: bool
+
+
+@dataclass
+class _OpenPart:
+    part_id: str
+    deadline: float
+    outcomes: dict[str, CheckOutcome] = field(default_factory=dict)
+
+
+class PartAssembler:
+    """Collects the checks of each part; a part closes when all have reported or its deadline passes.
+
+    Results that arrive after their part closed are counted in ``late`` (or, once
+    the part is forgotten, ``unmatched``) and change nothing: the verdict already
+    reported stands.
+    """
+
+    def __init__(
+        self,
+        expected: Iterable[str],
+        deadline_s: float,
+        policy: VerdictPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        remember_closed: int = 10_000,
+    ) -> None:
+        self.expected = tuple(expected)
+        if not self.expected:
+            raise ValueError("a recipe needs at least one check")
+        if deadline_s <= 0:
+            raise ValueError(f"deadline must be positive, got {deadline_s} s")
+        self.deadline_s = deadline_s
+        self.policy = policy or VerdictPolicy()
+        self.clock = clock
+        self._open: dict[str, _OpenPart] = {}
+        # Recently closed parts, to recognise late results; bounded, the station runs for months.
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self.remember_closed = remember_closed
+        self.late = 0
+        self.unmatched = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._open)
+
+    def open(self, uid: str, part_id: str | None = None) -> None:
+        if uid in self._open or uid in self._closed:
+            raise ValueError(f"part {uid!r} was already opened")
+        self._open[uid] = _OpenPart(part_id or uid, self.clock() + self.deadline_s)
+
+    def add(self, uid: str, outcome: CheckOutcome) -> AssembledPart | None:
+        """Record one check's outcome; returns the part once all its checks are in."""
+        part = self._open.get(uid)
+        if part is None:
+            # Never raise here: a stray result must not stop the station.
+            if uid in self._closed:
+                self.late += 1
+            else:
+                self.unmatched += 1  # never opened, or closed too long ago to remember
+            return None
+        if outcome.check not in self.expected:
+            raise ValueError(f"part {uid!r}: check {outcome.check!r} is not in the recipe {self.expected}")
+        part.outcomes.setdefault(outcome.check, outcome)  # the first result of a check counts
+        if len(part.outcomes) == len(self.expected):
+            return self._close(uid, timed_out=False)
+        return None
+
+    def expire(self) -> list[AssembledPart]:
+        """Close every part whose deadline has passed, missing checks decided by the policy."""
+        now = self.clock()
+        due = [uid for uid, part in self._open.items() if part.deadline <= now]
+        return [self._close(uid, timed_out=True) for uid in due]
+
+    def _close(self, uid: str, timed_out: bool) -> AssembledPart:
+        part = self._open.pop(uid)
+        self._closed[uid] = None
+        while len(self._closed) > self.remember_closed:
+            self._closed.popitem(last=False)
+        verdict, reason = combine(self.expected, part.outcomes, self.policy)
+        return AssembledPart(uid, part.part_id, verdict, reason, dict(part.outcomes), timed_out)
