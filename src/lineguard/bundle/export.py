@@ -113,6 +113,7 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
         "opset": OPSET,
         "input": "image",
         "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
+        "precision": "fp32",
     }
     search_doc = None
     if search == "graph":
