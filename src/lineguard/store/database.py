@@ -9,9 +9,9 @@ can simply run again. One writer (the station's record thread) per store.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -244,32 +244,26 @@ class RecordStore:
         self.engine.dispose()
 
 
+# Part and check fields stored as they are; the times get their own handling below.
+PART_FIELDS = ("station", "uid", "part_id", "verdict", "reason", "recipe")
+CHECK_FIELDS = tuple(f.name for f in fields(CheckRecord))
+
+
+def _check_values(source: object) -> dict[str, Any]:
+    values = {name: getattr(source, name) for name in CHECK_FIELDS}
+    # Plain float dicts in both directions (no numpy scalars into JSON, no shared dicts out).
+    for name in ("thresholds", "timings_ms"):
+        values[name] = {str(k): float(v) for k, v in (values[name] or {}).items()}
+    return values
+
+
 def _to_row(part: PartRecord, via_journal: bool) -> PartRow:
     return PartRow(
-        station=part.station,
-        uid=part.uid,
-        part_id=part.part_id,
-        verdict=part.verdict,
-        reason=part.reason,
-        recipe=part.recipe,
+        **{name: getattr(part, name) for name in PART_FIELDS},
         decided_at=_utc(part.decided_at),
         recorded_at=datetime.now(UTC),
         via_journal=via_journal,
-        checks=[
-            CheckRow(
-                check=c.check,
-                decision=c.decision,
-                score=c.score,
-                reason=c.reason,
-                bundle_sha256=c.bundle_sha256,
-                model_version=c.model_version,
-                thresholds=json.loads(json.dumps(c.thresholds)),
-                timings_ms=json.loads(json.dumps(c.timings_ms)),
-                image_sha256=c.image_sha256,
-                heatmap_sha256=c.heatmap_sha256,
-            )
-            for c in part.checks
-        ],
+        checks=[CheckRow(**_check_values(c)) for c in part.checks],
     )
 
 
@@ -287,26 +281,7 @@ def _aware(value: datetime) -> datetime:
 
 def _from_row(row: PartRow) -> PartRecord:
     return PartRecord(
-        station=row.station,
-        uid=row.uid,
-        part_id=row.part_id,
-        verdict=row.verdict,
-        reason=row.reason,
-        recipe=row.recipe,
+        **{name: getattr(row, name) for name in PART_FIELDS},
         decided_at=_aware(row.decided_at),
-        checks=tuple(
-            CheckRecord(
-                check=c.check,
-                decision=c.decision,
-                score=c.score,
-                reason=c.reason,
-                bundle_sha256=c.bundle_sha256,
-                model_version=c.model_version,
-                thresholds=dict(c.thresholds or {}),
-                timings_ms=dict(c.timings_ms or {}),
-                image_sha256=c.image_sha256,
-                heatmap_sha256=c.heatmap_sha256,
-            )
-            for c in sorted(row.checks, key=lambda c: c.id)
-        ),
+        checks=tuple(CheckRecord(**_check_values(c)) for c in sorted(row.checks, key=lambda c: c.id)),
     )
