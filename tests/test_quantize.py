@@ -69,6 +69,18 @@ def test_guard_refuses_int8_calibrated_on_the_wrong_images(parts, tmp_path):
     )
 
 
+def test_int8_scores_that_cannot_be_mapped_are_refused_not_an_error(parts, tmp_path):
+    source = fp32_bundle("padim", parts, tmp_path / "fp32")
+    images, labels = validation(parts)
+    same = [parts["good"][16]] * 3  # one image three times: no spread to fit the score map on
+    report = quantize_bundle(source, tmp_path / "out", parts["good"], images, labels, score_images=same)
+    assert not report.accepted and "scores every calibration image alike" in report.reasons[0]
+    assert report.summary().startswith("INT8 refused") and "fp32 kept" in report.summary()
+    written = json.loads((tmp_path / "out" / "quantization_report.json").read_text())
+    assert written["decisions_changed"] is None
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["graph"]["file"] == "model.onnx"
+
+
 def test_quantize_refuses_bad_requests(parts, tmp_path):
     source = fp32_bundle("padim", parts, tmp_path / "fp32")
     images, labels = validation(parts)

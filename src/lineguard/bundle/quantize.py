@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -70,7 +71,9 @@ class QuantizationReport:
         return self.fp32_ms_median / self.int8_ms_median if self.int8_ms_median > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "reasons": list(self.reasons), "speedup": self.speedup}
+        doc = {**asdict(self), "reasons": list(self.reasons), "speedup": self.speedup}
+        # Not measured (the INT8 graph was refused before the guard ran): null, not NaN, in JSON.
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in doc.items()}
 
     def summary(self) -> str:
         auroc = (
@@ -80,6 +83,8 @@ class QuantizationReport:
         )
         refused = "INT8 refused (" + "; ".join(self.reasons) + "), fp32 kept"
         verdict = "INT8 kept" if self.accepted else refused
+        if math.isnan(self.decisions_changed):
+            return verdict
         return (
             f"{verdict}: {auroc}{self.decisions_changed:.2%} of {self.n_validation} decisions changed, "
             f"{self.fp32_ms_median:.1f} -> {self.int8_ms_median:.1f} ms/part on {self.threads} thread(s) "
@@ -187,6 +192,36 @@ def _sees_image(conv, channels_in: dict[str, int]) -> bool:
     return groups == 1 and channels_in.get(conv.input[1], 99) <= 3
 
 
+def _refused_unmappable(
+    bundle: Path, out: Path, reason: str, n_calibration: int, labels: np.ndarray, threads: int
+) -> QuantizationReport:
+    """The INT8 graph's scores cannot be put on the fp32 scale: keep fp32, say why."""
+    report = QuantizationReport(
+        accepted=False,
+        reasons=(reason,),
+        n_calibration=n_calibration,
+        n_validation=len(labels),
+        n_validation_defect=int(labels.sum()),
+        fp32_image_auroc=None,
+        int8_image_auroc=None,
+        decisions_changed=float("nan"),
+        score_scale=float("nan"),
+        score_offset=float("nan"),
+        fp32_ms_median=float("nan"),
+        int8_ms_median=float("nan"),
+        threads=threads,
+    )
+    _write_out(bundle, out, report)
+    return report
+
+
+def _write_out(chosen: Path, out: Path, report: QuantizationReport) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(chosen, out)
+    (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+
+
 def append_affine(path: Path, outputs: Sequence[str], scale: float, offset: float) -> None:
     """Rewrite the ONNX file so each named output becomes ``scale * output + offset``."""
     import onnx
@@ -279,9 +314,13 @@ def quantize_bundle(
 
         # The affine goes on whichever graph outputs score and map: the head when faiss searches.
         raw = load_bundle(candidate, threads=threads)
-        scale, offset = _fit_affine(raw.predict(mapped).scores, fp32.predict(mapped).scores)
+        try:
+            scale, offset = _fit_affine(raw.predict(mapped).scores, fp32.predict(mapped).scores)
+        except ValueError as exc:
+            return _refused_unmappable(bundle, out, str(exc), len(calibration), labels, threads)
         if not scale > 0:
-            raise ValueError(f"INT8 scores fall as fp32 scores rise (slope {scale:.3g}); not usable")
+            reason = f"INT8 scores fall as fp32 scores rise (slope {scale:.3g})"
+            return _refused_unmappable(bundle, out, reason, len(calibration), labels, threads)
         search = manifest.get("search")
         scored_file = search["head_file"] if search else INT8_GRAPH_FILE
         outputs = search["head_outputs"] if search else manifest["graph"]["outputs"]
@@ -332,8 +371,5 @@ def quantize_bundle(
             threads=threads,
             limits={"max_auroc_drop": max_auroc_drop, "max_decision_change": max_decision_change},
         )
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(candidate if report.accepted else bundle, out)
-    (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+        _write_out(candidate if report.accepted else bundle, out, report)
     return report
