@@ -45,6 +45,7 @@ def run(model_kind: str, backbone: str, threads: int, workdir: Path, ratio: floa
     import torch
 
     from lineguard.bundle import export_bundle, quantize_bundle
+    from lineguard.bundle.quantize import guard_reasons
     from lineguard.data import open_dataset
     from lineguard.decision import calibrate
     from lineguard.metrics import image_auroc
@@ -87,8 +88,9 @@ def run(model_kind: str, backbone: str, threads: int, workdir: Path, ratio: floa
         )
         (workdir / f"{name}.int8.json").write_text(json.dumps(guard.to_dict()))
     guard = json.loads((workdir / f"{name}.int8.json").read_text())
-    drop = guard["fp32_image_auroc"] - guard["int8_image_auroc"]
-    kept = drop <= 0.005 and guard["decisions_changed"] <= 0.005
+    kept = not guard_reasons(
+        guard["fp32_image_auroc"], guard["int8_image_auroc"], guard["decisions_changed"], 0.005, 0.005
+    )
     int8_note = f"guard {'keeps' if kept else 'refuses'}: {guard['decisions_changed']:.1%} decisions changed"
     engines = [("torch eager", model.predict, lambda im: model.predict([im]), "")]
     for search in searches:

@@ -61,6 +61,25 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _split_as_fitted(
+    metadata: dict,
+    data: Path,
+    format: DataFormat,
+    seed: int | None = None,
+    test_fraction: float | None = None,
+):
+    """DATA split as `fit` split it (its stored seed and test fraction), unless overridden."""
+    from lineguard.data import open_dataset
+
+    split_info = metadata.get("split", {})
+    return open_dataset(
+        data,
+        format.value,
+        seed=seed if seed is not None else int(split_info.get("seed", 0)),
+        test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
+    )
+
+
 def load_scorer(path: Path, threads: int | None = None):
     """A bundle (manifest.json) runs on ONNX Runtime; a model folder on PyTorch."""
     from lineguard.runtime import is_bundle, load_bundle
@@ -203,18 +222,11 @@ def evaluate(
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
     """Score the test split of DATA and write REPORT/metrics.json, ROC, histogram, heatmaps."""
-    from lineguard.data import open_dataset
     from lineguard.evaluation import evaluate_anomaly_model
 
     try:
         estimator = load_scorer(model_path, threads)
-        split_info = estimator.metadata.get("split", {})
-        split = open_dataset(
-            data,
-            format.value,
-            seed=seed if seed is not None else int(split_info.get("seed", 0)),
-            test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
-        )
+        split = _split_as_fitted(estimator.metadata, data, format, seed, test_fraction)
         metrics = evaluate_anomaly_model(estimator, split, out, progress=True)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
@@ -376,24 +388,18 @@ def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):
     """INT8 calibration images (good training images, spread over the set), the guard's
     validation set (the test split, minus any image the model was fitted or calibrated on)
     and the threshold hold-out on which INT8 scores are mapped (None if not found in DATA)."""
-    from lineguard.data import open_dataset
-    from lineguard.data.image_io import read_image
+    from lineguard.evaluation import unseen_test_samples
+    from lineguard.train.fit import iter_images
 
-    split_info = model.metadata.get("split", {})
-    split = open_dataset(
-        data, format.value, seed=int(split_info.get("seed", 0)), test_fraction=split_info.get("test_fraction")
-    )
+    split = _split_as_fitted(model.metadata, data, format)
     good = split.train[:: max(1, len(split.train) // n_calibration)][:n_calibration]
-    seen = set(model.metadata.get("seen_files", []))
-    test = [s for s in split.test if str(s.path.resolve()) not in seen]
+    test = unseen_test_samples(split, model.metadata)
     if not good or not test:
         raise ValueError(f"{data}: needs good training images and a test split for --int8")
     held_out = set(model.metadata.get("calibration_files", []))
     scored = [s for s in split.train if str(s.path.resolve()) in held_out]
-    calibration = [read_image(s.path) for s in good]
-    validation = [read_image(s.path) for s in test]
-    score_images = [read_image(s.path) for s in scored] if len(scored) >= 2 else None
-    return calibration, validation, [int(s.label) for s in test], score_images
+    score_images = list(iter_images(scored)) if len(scored) >= 2 else None
+    return list(iter_images(good)), list(iter_images(test)), [int(s.label) for s in test], score_images
 
 
 @app.command()

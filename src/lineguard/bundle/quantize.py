@@ -131,16 +131,11 @@ def _quantize_graph(source: Path, target: Path, inspector: Inspector, images: Se
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    def prepare(image: np.ndarray) -> np.ndarray:
-        if inspector.tiling:
-            return inspector.tiling.prepare(image)
-        return inspector.preprocessing.resized_rgb(image)[None]
-
     class Reader(CalibrationDataReader):
         """Feeds the network input of each calibration image (every tile when tiling)."""
 
         def __init__(self) -> None:
-            self._batches = (prepare(im) for im in images)
+            self._batches = (inspector.network_input([im]) for im in images)
             self._pending: list[np.ndarray] = []
 
         def get_next(self) -> dict[str, np.ndarray] | None:

@@ -1,5 +1,5 @@
 """Evaluation: metrics and report plots for any scorer (a trained model or a bundle); no torch."""
 
-from lineguard.evaluation.anomaly import Scorer, evaluate_anomaly_model
+from lineguard.evaluation.anomaly import Scorer, evaluate_anomaly_model, unseen_test_samples
 
-__all__ = ["Scorer", "evaluate_anomaly_model"]
+__all__ = ["Scorer", "evaluate_anomaly_model", "unseen_test_samples"]

@@ -69,6 +69,12 @@ def _chunks(items: Sequence[SampleRef], size: int):
         yield items[i : i + size]
 
 
+def unseen_test_samples(split: DataSplit, metadata: dict[str, Any]) -> list[SampleRef]:
+    """The test split minus every image the model was fitted or calibrated on."""
+    seen = set(metadata.get("seen_files", []))
+    return [s for s in split.test if str(s.path.resolve()) not in seen]
+
+
 def evaluate_anomaly_model(
     model: Scorer,
     split: DataSplit,
@@ -81,8 +87,7 @@ def evaluate_anomaly_model(
     if model.calibration is None:
         raise ValueError("the model has no calibrated thresholds; fit it with `lineguard fit`")
     thresholds = model.calibration.thresholds
-    seen = set(model.metadata.get("seen_files", []))
-    test = [s for s in split.test if str(s.path.resolve()) not in seen]
+    test = unseen_test_samples(split, model.metadata)
     n_excluded = len(split.test) - len(test)
     if not test:
         raise ValueError(f"{split.name}: no test images left (all were used in fitting)")

@@ -108,12 +108,15 @@ class Inspector:
     def thresholds(self) -> DecisionThresholds:
         return self.calibration.thresholds
 
+    def network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """What the graph takes for these parts: one resized image each, or every tile of each."""
+        if self.tiling is None:
+            return np.stack([self.preprocessing.resized_rgb(im) for im in images])
+        return np.concatenate([self.tiling.prepare(im) for im in images])
+
     def _run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         start = time.perf_counter()
-        if self.tiling is None:
-            batch = np.stack([self.preprocessing.resized_rgb(im) for im in images])
-        else:
-            batch = np.concatenate([self.tiling.prepare(im) for im in images])
+        batch = self.network_input(images)
         prepared = time.perf_counter()
         if self.search:
             (embedding,) = self.session.run(self.output_names, {self.input_name: batch})

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -219,8 +220,6 @@ class RecordStore:
             return [_from_row(r) for r in rows]
 
     def counts(self, station: str | None = None) -> dict[str, int]:
-        from sqlalchemy import func
-
         self._ensure_schema()
         query = select(PartRow.verdict, func.count()).group_by(PartRow.verdict)
         if station is not None:
