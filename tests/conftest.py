@@ -72,3 +72,46 @@ def parts() -> dict[str, list[np.ndarray]]:
         defects.append(image)
         masks.append(mask)
     return {"good": good, "test_good": test_good, "defect": defects, "mask": masks}
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL server on a private port, run as an unprivileged user; skips if not installed."""
+    from postgres_server import PostgresServer, postgres_bin
+
+    pytest.importorskip("psycopg")
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    server = PostgresServer(bindir)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def station_bundle(tmp_path_factory: pytest.TempPathFactory, parts) -> Path:
+    """A small PaDiM bundle whose thresholds come from held-out good parts: good parts pass, scratches fail."""
+    from lineguard.bundle import export_bundle
+    from lineguard.decision import calibrate
+    from lineguard.models import Padim
+
+    rng = np.random.default_rng(7)
+    model = Padim("efficientnet_lite0", (96, 128), seed=0).fit(parts["good"])
+    model.calibration = calibrate(model.predict([textured_part(rng) for _ in range(20)]).scores)
+    return export_bundle(model, tmp_path_factory.mktemp("station") / "bundle")
+
+
+def write_line(folder: Path, n: int, defect_every: int = 5, seed: int = 3) -> dict[str, bool]:
+    """Part images as a camera would drop them: {file stem: is defective}."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i in range(n):
+        image = textured_part(rng)
+        bad = defect_every > 0 and i % defect_every == defect_every - 1
+        if bad:
+            image, _ = add_scratch(rng, image)
+        cv2.imwrite(str(folder / f"p{i:03d}.png"), image)
+        truth[f"p{i:03d}"] = bad
+    return truth

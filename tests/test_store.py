@@ -95,20 +95,6 @@ def test_journal_skips_a_torn_last_line_and_replay_is_idempotent(tmp_path):
     assert store.counts() == {"OK": 3, "REVIEW": 0, "NG": 0} and len(store.journal) == 0
 
 
-@pytest.fixture
-def postgres():
-    from postgres_server import PostgresServer, postgres_bin
-
-    pytest.importorskip("psycopg")
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
-    server = PostgresServer(bindir)
-    server.start()
-    yield server
-    server.cleanup()
-
-
 def test_postgres_stopped_mid_run_then_replayed(postgres, tmp_path):
     store = RecordStore(postgres.url, tmp_path / "journal.jsonl", connect_timeout_s=1, retry_after_s=0.0)
     assert store.record(part(0)) == "database"

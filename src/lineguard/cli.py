@@ -1,4 +1,4 @@
-"""`lineguard` command line: fit, evaluate, predict, export, calibrate, backbones."""
+"""`lineguard` command line: fit, evaluate, predict, export, calibrate, run, backbones."""
 
 from __future__ import annotations
 
@@ -454,6 +454,57 @@ def calibrate(
         f"cx {m[0, 2]:.1f} cy {m[1, 2]:.1f} px | reprojection RMS {cal.rms_px:.3f} px | {scale}\n"
         f"calibration: {out}"
     )
+
+
+def _summary_line(station) -> str:
+    s = station.status()
+    c = s["counters"]
+    p50 = "-" if s["latency_ms_p50"] is None else f"{s['latency_ms_p50']:.0f}"
+    p99 = "-" if s["latency_ms_p99"] is None else f"{s['latency_ms_p99']:.0f}"
+    line = (
+        f"{s['state']:8s} parts {c['parts']:6d} | OK {c['OK']} REVIEW {c['REVIEW']} NG {c['NG']} | "
+        f"{s['parts_per_min_last_60s']:.0f} parts/min | latency p50 {p50} p99 {p99} ms | "
+        f"queue {s['queue_depth']} overload {c['overload']} | journal {s['journal_pending']}"
+    )
+    if s["error"]:
+        line += f" | ERROR: {s['error']}"
+    return line
+
+
+@app.command()
+def run(
+    config_file: Annotated[Path, typer.Argument(metavar="STATION.yaml", help="The station configuration.")],
+    max_parts: Annotated[int | None, typer.Option(help="Stop after deciding this many parts.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    api: Annotated[bool, typer.Option(help="Serve the REST API when the config has an api section.")] = True,
+    quiet: Annotated[bool, typer.Option(help="No live summary, only the final one.")] = False,
+) -> None:
+    """Run an inspection station: images in, one OK / REVIEW / NG per part, recorded, then reported.
+
+    Runs until its finite sources are done (a folder, a replay without loop), --max-parts or
+    --duration is reached, or Ctrl-C / SIGTERM; parts in flight are decided before it stops.
+    """
+    import logging
+
+    from lineguard.station import load_config, run_station
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_config(config_file)
+        station = run_station(
+            config,
+            max_parts=max_parts,
+            duration_s=duration,
+            on_tick=None if quiet else lambda st: typer.echo(_summary_line(st)),
+            api=api,
+        )
+    except (LineGuardError, OSError, ValueError, KeyError) as exc:
+        _fail(exc)
+    typer.echo(_summary_line(station))
+    state = Path(config.state_dir)
+    typer.echo(f"record: {config.store.url or state / 'record.db'} | images: {config.store.archive or state / 'images'}")
+    if station.state == "error":
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -60,6 +60,13 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
         raise DataError(path, "is a directory, not an image file") from None
     except OSError as exc:
         raise DataError(path, f"cannot read file ({exc.strerror})") from None
+    return decode_image(data, path, max_pixels)
+
+
+def decode_image(data: bytes, name: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (a file's content, a camera's JPEG) with the same checks;
+    ``name`` is what errors call it."""
+    path = Path(name)
     if not data:
         raise DataError(path, "empty file (0 bytes)")
     _check_complete(path, data)

@@ -124,6 +124,9 @@ class PartAssembler:
     def pending(self) -> int:
         return len(self._open)
 
+    def is_open(self, uid: str) -> bool:
+        return uid in self._open
+
     def open(self, uid: str, part_id: str | None = None) -> None:
         if uid in self._open or uid in self._closed:
             raise ValueError(f"part {uid!r} was already opened")

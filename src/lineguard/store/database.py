@@ -219,6 +219,13 @@ class RecordStore:
             rows = session.scalars(query.limit(max(0, min(limit, 1000))).offset(max(0, offset))).all()
             return [_from_row(r) for r in rows]
 
+    def part(self, station: str, uid: str) -> PartRecord | None:
+        self._ensure_schema()
+        query = select(PartRow).where(PartRow.station == station, PartRow.uid == uid)
+        with Session(self.engine) as session:
+            row = session.scalars(query).first()
+            return None if row is None else _from_row(row)
+
     def counts(self, station: str | None = None) -> dict[str, int]:
         self._ensure_schema()
         query = select(PartRow.verdict, func.count()).group_by(PartRow.verdict)

@@ -1,0 +1,247 @@
+"""REST API for MES/ERP (FastAPI): health, status, counters, results, images, recipes, Prometheus metrics.
+
+Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. The
+OpenAPI schema is at ``/openapi.json`` (and interactive docs at ``/docs``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+
+class CheckOut(BaseModel):
+    check: str
+    decision: str
+    score: float | None
+    reason: str
+    bundle_sha256: str
+    model_version: str
+    thresholds: dict[str, float]
+    timings_ms: dict[str, float]
+    image_sha256: str | None
+    heatmap_sha256: str | None
+
+
+class PartOut(BaseModel):
+    station: str
+    uid: str
+    part_id: str
+    verdict: Literal["OK", "REVIEW", "NG"]
+    reason: str
+    recipe: str
+    decided_at: datetime
+    checks: list[CheckOut]
+
+
+class Counters(BaseModel):
+    run: dict[str, int]
+    all_time: dict[str, int]
+
+
+class Recipes(BaseModel):
+    active: str
+    recipes: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "error"]
+    state: str
+
+
+def _part_out(record) -> PartOut:
+    doc = record.to_dict()
+    return PartOut(**doc)
+
+
+def resolve_token(env_value: str | None, token_file: Path | None, default_file: Path) -> str:
+    """The API token: from the environment, from a file, or made once and kept in ``default_file`` (0600)."""
+    if env_value:
+        return env_value.strip()
+    path = token_file or default_file
+    if path.is_file():
+        token = path.read_text().strip()
+        if token:
+            return token
+    if token_file is not None:
+        raise ValueError(f"{token_file}: API token file is missing or empty")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def create_app(station: Any, token: str) -> FastAPI:
+    """The API of a running :class:`lineguard.station.Station` (its store, archive and controls)."""
+    if len(token) < 16:
+        raise ValueError("the API token must be at least 16 characters")
+    app = FastAPI(
+        title="LineGuard station API",
+        version="1",
+        description="Results, images, counters and recipe changeover of one inspection station.",
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(authorised)]
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        state = station.state
+        return Health(status="ok" if state == "running" else "error", state=state)
+
+    @app.get("/status", dependencies=auth)
+    def status() -> dict[str, Any]:
+        return station.status()
+
+    @app.get("/counters", response_model=Counters, dependencies=auth)
+    def counters() -> Counters:
+        return Counters(run=dict(station.counters), all_time=station.store.counts(station.name))
+
+    @app.get("/results", response_model=list[PartOut], dependencies=auth)
+    def results(
+        since: datetime | None = None,
+        until: datetime | None = None,
+        part_id: str | None = None,
+        verdict: Literal["OK", "REVIEW", "NG"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[PartOut]:
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise HTTPException(422, f"{name} needs a time zone (e.g. 2026-11-28T08:00:00Z)")
+        parts = station.store.parts(station.name, verdict, part_id, since, until, limit, offset)
+        return [_part_out(p) for p in parts]
+
+    def _record(uid: str):
+        record = station.store.part(station.name, uid)
+        if record is None:
+            raise HTTPException(404, f"no part {uid!r} recorded at station {station.name!r}")
+        return record
+
+    @app.get("/results/{uid}", response_model=PartOut, dependencies=auth)
+    def result(uid: str) -> PartOut:
+        return _part_out(_record(uid))
+
+    def _png(uid: str, check: str | None, field: str) -> Response:
+        record = _record(uid)
+        checks = [c for c in record.checks if check is None or c.check == check]
+        if not checks:
+            raise HTTPException(404, f"part {uid!r} has no check {check!r}")
+        sha = getattr(checks[0], field)
+        if sha is None:
+            raise HTTPException(404, f"part {uid!r}, check {checks[0].check!r}: not archived (retention policy)")
+        try:
+            data = station.archive.get_png(sha)
+        except FileNotFoundError:
+            raise HTTPException(410, f"image {sha} is no longer in the archive") from None
+        return Response(data, media_type="image/png")
+
+    @app.get("/results/{uid}/image", dependencies=auth, response_class=Response)
+    def image(uid: str, check: str | None = None) -> Response:
+        return _png(uid, check, "image_sha256")
+
+    @app.get("/results/{uid}/heatmap", dependencies=auth, response_class=Response)
+    def heatmap(uid: str, check: str | None = None) -> Response:
+        return _png(uid, check, "heatmap_sha256")
+
+    @app.get("/recipes", response_model=Recipes, dependencies=auth)
+    def recipes() -> Recipes:
+        return Recipes(active=station.recipe.name, recipes=station.recipe_names)
+
+    @app.post("/recipes/{name}/activate", response_model=Recipes, dependencies=auth)
+    def activate(name: str) -> Recipes:
+        if name not in station.recipe_names:
+            raise HTTPException(404, f"no recipe {name!r}; recipes: {station.recipe_names}")
+        try:
+            station.changeover(name)
+        except Exception as exc:
+            raise HTTPException(409, f"changeover to {name!r} failed, {station.recipe.name!r} kept: {exc}") from None
+        return Recipes(active=station.recipe.name, recipes=station.recipe_names)
+
+    @app.post("/trigger", dependencies=auth)
+    def trigger(part_id: str | None = None, source: str | None = None) -> dict[str, int]:
+        fired = station.trigger(part_id, source)
+        if not fired:
+            raise HTTPException(409, "no source of this station takes software triggers")
+        return {"triggered_sources": fired}
+
+    @app.get("/metrics", dependencies=auth, response_class=Response)
+    def metrics() -> Response:
+        return Response(prometheus_text(station), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def prometheus_text(station: Any) -> str:
+    """The station's metrics in the Prometheus exposition format."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    status = station.status()
+
+    class Collector:
+        def collect(self):
+            parts = CounterMetricFamily("lineguard_parts", "Parts decided this run", labels=["station", "verdict"])
+            for verdict in ("OK", "REVIEW", "NG"):
+                parts.add_metric([station.name, verdict], status["counters"][verdict])
+            yield parts
+            for key, help_text in (("overload", "Checks failed because the inspection queue was full"),
+                                   ("journalled", "Parts recorded in the journal while the database was down"),
+                                   ("late_frames", "Images that arrived after their part was decided")):
+                metric = CounterMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
+                metric.add_metric([station.name], status["counters"][key])
+                yield metric
+            for key, help_text in (("queue_depth", "Images waiting for inspection"),
+                                   ("parts_in_flight", "Parts waiting for their checks"),
+                                   ("journal_pending", "Parts waiting in the journal for the database"),
+                                   ("parts_per_min_last_60s", "Parts decided in the last minute"),
+                                   ("latency_ms_p50", "Median image-to-decision latency (ms)"),
+                                   ("latency_ms_p99", "99th percentile image-to-decision latency (ms)")):
+                metric = GaugeMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
+                metric.add_metric([station.name], float(status[key] or 0.0))
+                yield metric
+            up = GaugeMetricFamily("lineguard_running", "1 while the station is running", labels=["station"])
+            up.add_metric([station.name], 1.0 if status["state"] == "running" else 0.0)
+            yield up
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    return generate_latest(registry).decode()
+
+
+class ApiServer:
+    """uvicorn in a background thread, stopped with the station."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        import time
+
+        self.thread.start()
+        end = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > end:
+                raise OSError(f"REST API did not start on {self.server.config.host}:{self.server.config.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)

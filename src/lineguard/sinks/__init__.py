@@ -1,0 +1,17 @@
+"""Where decided parts are reported: JSON lines, webhook, Modbus TCP and OPC UA servers for the PLC.
+
+Every sink receives a part only after the record holds it.
+"""
+
+from lineguard.sinks.basic import JsonlSink, Sink, WebhookSink
+from lineguard.sinks.handshake import ErrorCode, Handshake, HandshakeState, PublishedResult
+
+__all__ = [
+    "ErrorCode",
+    "Handshake",
+    "HandshakeState",
+    "JsonlSink",
+    "PublishedResult",
+    "Sink",
+    "WebhookSink",
+]

@@ -1,0 +1,115 @@
+"""Report channels that need no PLC: a JSON-lines file and a webhook (HTTP POST per part).
+
+Sinks get a part only after the record holds it. They must not block the station:
+the webhook posts from its own thread through a bounded queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from lineguard.sinks.handshake import ErrorCode, PublishedResult
+
+log = logging.getLogger("lineguard.sinks")
+
+
+class Sink:
+    """The interface every sink implements; ``start`` gets the station (for triggers and status)."""
+
+    def start(self, station: Any) -> None:
+        pass
+
+    def publish(self, result: PublishedResult) -> None:
+        raise NotImplementedError
+
+    def set_state(self, state: str, error_code: ErrorCode) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlSink(Sink):
+    """One JSON object per decided part, appended and flushed (a line a log shipper can follow)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def publish(self, result: PublishedResult) -> None:
+        line = json.dumps(asdict(result), separators=(",", ":"), allow_nan=False)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class WebhookSink(Sink):
+    """POSTs each result as JSON to a URL (MES, a message bridge). Bounded: when the receiver is down
+    longer than the queue lasts, results are counted as dropped (they stay in the record)."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0, queue_size: int = 1000, token_env: str | None = None,
+                 retries: int = 2) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must be http(s)://, got {url!r}")
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.token = os.environ.get(token_env, "") if token_env else ""
+        if token_env and not self.token:
+            raise ValueError(f"webhook: environment variable {token_env} (its bearer token) is not set")
+        self._queue: queue.Queue[PublishedResult | None] = queue.Queue(maxsize=queue_size)
+        self.sent = self.failed = self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+        self._thread.start()
+
+    def publish(self, result: PublishedResult) -> None:
+        try:
+            self._queue.put_nowait(result)
+        except queue.Full:
+            self.dropped += 1
+
+    def _post(self, result: PublishedResult) -> None:
+        body = json.dumps(asdict(result), allow_nan=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            response.read()
+
+    def _run(self) -> None:
+        while True:
+            result = self._queue.get()
+            if result is None:
+                return
+            for attempt in range(self.retries + 1):
+                try:
+                    self._post(result)
+                    self.sent += 1
+                    break
+                except (urllib.error.URLError, OSError) as exc:
+                    if attempt == self.retries:
+                        self.failed += 1
+                        log.warning("webhook %s: part %s not delivered (%s)", self.url, result.uid, exc)
+
+    def close(self) -> None:
+        try:
+            self._queue.put(None, timeout=self.timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout=self.timeout_s * (self.retries + 1) + 1)

@@ -1,0 +1,174 @@
+"""Modbus TCP server for PLCs (pymodbus): the station's handshake in coils and registers.
+
+Register map (zero-based addresses, device id from the config; docs/station.md has the table):
+
+Coils (PLC writes)          Discrete inputs (station)     Holding registers (PLC writes)
+  0 Trigger                   0 Ready                       0-15 PartIdIn (32 ASCII chars, 2/register,
+  1 ResultAck                 1 TriggerAck                        high byte first, NUL padded)
+  2 ErrorReset                2 ResultValid
+                              3 OK   4 NG   5 REVIEW
+                              6 Error
+Input registers (station)
+  0 ErrorCode   1-2 ResultSeq   3-4 Total   5-6 OK   7-8 NG   9-10 REVIEW   11-12 Overflowed
+  13 Buffered results   14-29 PartId of the presented result (as PartIdIn)   30 Verdict (0 none,
+  1 OK, 2 REVIEW, 3 NG). 32-bit values: high word first.
+
+Modbus TCP has no authentication: bind it to the PLC network's interface only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+from lineguard.sinks.basic import Sink
+from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
+
+COIL_TRIGGER, COIL_RESULT_ACK, COIL_ERROR_RESET = 0, 1, 2
+DI_READY, DI_TRIGGER_ACK, DI_RESULT_VALID, DI_OK, DI_NG, DI_REVIEW, DI_ERROR = range(7)
+HR_PART_ID, PART_ID_REGISTERS = 0, 16
+IR_ERROR_CODE, IR_SEQ, IR_TOTAL, IR_OK, IR_NG, IR_REVIEW, IR_OVERFLOWED = 0, 1, 3, 5, 7, 9, 11
+IR_BUFFERED, IR_PART_ID, IR_VERDICT = 13, 14, 30
+IR_COUNT = 32
+VERDICT_CODES = {"OK": 1, "REVIEW": 2, "NG": 3}
+
+
+def text_to_registers(text: str, count: int = PART_ID_REGISTERS) -> list[int]:
+    data = text.encode("ascii", "replace")[: 2 * count].ljust(2 * count, b"\0")
+    return [(data[i] << 8) | data[i + 1] for i in range(0, 2 * count, 2)]
+
+
+def registers_to_text(registers: list[int]) -> str:
+    data = b"".join(int(r).to_bytes(2, "big") for r in registers)
+    return data.split(b"\0", 1)[0].decode("ascii", "replace").strip()
+
+
+def _u32(value: int) -> list[int]:
+    value &= 0xFFFFFFFF
+    return [value >> 16, value & 0xFFFF]
+
+
+def input_registers(handshake: Handshake) -> list[int]:
+    """The station's input registers for the current handshake state."""
+    state = handshake.state()
+    counters = state.counters
+    current = state.current
+    regs = [0] * IR_COUNT
+    regs[IR_ERROR_CODE] = state.error_code
+    regs[IR_SEQ : IR_SEQ + 2] = _u32(current.seq if current else 0)
+    for address, key in ((IR_TOTAL, "total"), (IR_OK, "OK"), (IR_NG, "NG"), (IR_REVIEW, "REVIEW"),
+                         (IR_OVERFLOWED, "overflowed")):
+        regs[address : address + 2] = _u32(counters.get(key, 0))
+    regs[IR_BUFFERED] = min(state.buffered, 0xFFFF)
+    regs[IR_PART_ID : IR_PART_ID + PART_ID_REGISTERS] = text_to_registers(current.part_id if current else "")
+    regs[IR_VERDICT] = VERDICT_CODES.get(current.verdict, 0) if current else 0
+    return regs
+
+
+def discrete_inputs(handshake: Handshake) -> int:
+    """The station's status bits packed into one register (bit n = discrete input n)."""
+    state = handshake.state()
+    verdict = state.current.verdict if state.current and state.result_valid else ""
+    bits = {
+        DI_READY: state.ready,
+        DI_TRIGGER_ACK: state.trigger_ack,
+        DI_RESULT_VALID: state.result_valid,
+        DI_OK: verdict == "OK",
+        DI_NG: verdict == "NG",
+        DI_REVIEW: verdict == "REVIEW",
+        DI_ERROR: state.error,
+    }
+    return sum(1 << n for n, on in bits.items() if on)
+
+
+class ModbusSink(Sink):
+    def __init__(self, host: str = "127.0.0.1", port: int = 502, device_id: int = 1, result_buffer: int = 16):
+        self.host, self.port, self.device_id = host, port, device_id
+        self.handshake = Handshake(result_buffer)
+        self._part_id_in = [0] * PART_ID_REGISTERS
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    async def _action(self, function_code, start_address, address, count, registers, values) -> None:
+        offset = address - start_address
+        if function_code == 2:  # read discrete inputs
+            registers[0] = discrete_inputs(self.handshake)
+        elif function_code == 4:  # read input registers
+            registers[:] = input_registers(self.handshake)
+        elif function_code in (6, 16) and values is not None:  # PLC writes PartIdIn
+            for i, value in enumerate(values):
+                if 0 <= offset + i < PART_ID_REGISTERS:
+                    self._part_id_in[offset + i] = int(value)
+        elif function_code in (5, 15) and values is not None:  # PLC writes coils
+            for i, value in enumerate(values):
+                coil = address + i
+                if coil == COIL_TRIGGER:
+                    self.handshake.set_trigger(bool(value), registers_to_text(self._part_id_in))
+                elif coil == COIL_RESULT_ACK:
+                    self.handshake.set_result_ack(bool(value))
+                elif coil == COIL_ERROR_RESET and value:
+                    self.handshake.reset_error()
+        return None
+
+    def start(self, station: Any) -> None:
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        self.handshake.on_trigger = lambda part_id: station.trigger(part_id)
+        device = SimDevice(
+            id=self.device_id,
+            simdata=(
+                [SimData(0, count=16, values=False, datatype=DataType.BITS)],
+                [SimData(0, count=16, values=False, datatype=DataType.BITS)],
+                [SimData(0, count=PART_ID_REGISTERS, values=0, datatype=DataType.REGISTERS)],
+                [SimData(0, count=IR_COUNT, values=0, datatype=DataType.REGISTERS)],
+            ),
+            action=self._action,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.call_soon(ready.set)
+            self._loop.run_until_complete(self._server.serve_forever())
+
+        self._thread = threading.Thread(target=run, name="modbus", daemon=True)
+        self._thread.start()
+        ready.wait(5)
+        _wait_listening(self.host, self.port, f"Modbus server on {self.host}:{self.port}")
+
+    def publish(self, result: PublishedResult) -> None:
+        self.handshake.publish(result)
+
+    def set_state(self, state: str, error_code: ErrorCode) -> None:
+        self.handshake.set_ready(state == "running", error_code)
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop)
+        try:
+            future.result(timeout=5)
+        except Exception:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._loop.close()
+        self._loop = None
+
+
+def _wait_listening(host: str, port: int, what: str, timeout_s: float = 10.0) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise OSError(f"{what} did not start listening within {timeout_s:.0f} s (port in use?)")

@@ -1,0 +1,87 @@
+"""One check of a recipe: undistort, align, crop the ROI, run the bundle, turn what happened into an outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lineguard.data.image_io import read_image
+from lineguard.decision import CheckOutcome
+from lineguard.preprocess import CameraCalibration
+from lineguard.preprocess.align import Aligner, AlignmentError
+from lineguard.runtime import Inspector, load_bundle
+from lineguard.runtime.manifest import MANIFEST_FILE
+from lineguard.station.config import CheckConfig
+
+
+@dataclass
+class CheckRun:
+    """What a check produced: the outcome, plus what the record may keep."""
+
+    outcome: CheckOutcome
+    image: np.ndarray | None = None  # the region the model judged
+    anomaly_map: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class CheckRunner:
+    def __init__(
+        self,
+        config: CheckConfig,
+        providers: list[str] | str | None = None,
+        threads: int | None = 1,
+        inspector: Inspector | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.inspector = inspector or load_bundle(config.bundle, providers=providers, threads=threads)
+        manifest_file = self.inspector.path / MANIFEST_FILE
+        self.bundle_sha256 = hashlib.sha256(manifest_file.read_bytes()).hexdigest()
+        model = self.inspector.manifest.get("model") or {}
+        self.model_version = (
+            f"{model.get('kind', '?')}/{model.get('backbone', '?')}@{self.inspector.manifest.get('created', '?')}"
+        )[:64]
+        self.thresholds = {
+            "review": float(self.inspector.thresholds.review),
+            "ng": float(self.inspector.thresholds.ng),
+        }
+        self.calibration = CameraCalibration.load(config.camera_calibration) if config.camera_calibration else None
+        self.aligner = (
+            Aligner(read_image(config.align_to), motion=config.align_motion) if config.align_to else None
+        )
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Undistort the whole frame, align it to the reference, then crop the ROI."""
+        if self.calibration is not None:
+            image = self.calibration.undistort(image)
+        if self.aligner is not None:
+            image = self.aligner.align(image)
+        if self.config.roi is not None:
+            x, y, w, h = self.config.roi
+            height, width = image.shape[:2]
+            if x + w > width or y + h > height:
+                raise ValueError(f"ROI {self.config.roi} reaches outside the {width}x{height} image")
+            image = image[y : y + h, x : x + w]
+        return image
+
+    def run(self, image: np.ndarray) -> CheckRun:
+        """Never raises for a bad part: every failure becomes a failed outcome with its reason."""
+        start = time.perf_counter()
+        try:
+            prepared = self.prepare(image)
+        except (AlignmentError, ValueError) as exc:
+            return CheckRun(CheckOutcome(self.name, None, None, f"preprocessing failed: {exc}"))
+        prepared_at = time.perf_counter()
+        try:
+            result = self.inspector.inspect(prepared)
+        except Exception as exc:  # a model error is this part's failure, not the station's
+            return CheckRun(CheckOutcome(self.name, None, None, f"model error: {type(exc).__name__}: {exc}"))
+        timings = dict(result.timings_ms)
+        timings["prepare"] = 1e3 * (prepared_at - start)
+        if not np.isfinite(result.score):
+            return CheckRun(CheckOutcome(self.name, None, None, "model gave no finite score"), prepared)
+        outcome = CheckOutcome(self.name, result.decision, float(result.score))
+        return CheckRun(outcome, prepared, result.anomaly_map, timings)

@@ -1,0 +1,264 @@
+"""The station's configuration (STATION.yaml): typed, validated, every error naming its key.
+
+Relative paths are resolved against the folder of the YAML file, so a station
+folder can be moved or copied to another line PC as a whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lineguard.errors import LineGuardError
+
+
+class ConfigError(LineGuardError, ValueError):
+    """STATION.yaml cannot be used; the message names the file, the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Trigger = Literal["free_run", "software", "external"]
+
+
+class FolderSourceConfig(_Strict):
+    """Images already in a folder, read once in name order; with ``watch``, new files as they appear."""
+
+    kind: Literal["folder"]
+    path: Path
+    pattern: str = "*"
+    watch: bool = False
+    poll_s: float = Field(0.2, gt=0)
+    settle_s: float = Field(0.2, ge=0, description="a new file is read once its size has not changed this long")
+    trigger: Trigger = "free_run"
+
+
+class ReplaySourceConfig(_Strict):
+    """A folder fed as a line: one image per part at ``ppm`` parts per minute (0 = as fast as taken)."""
+
+    kind: Literal["replay"]
+    path: Path
+    pattern: str = "*"
+    ppm: float = Field(600.0, ge=0)
+    loop: bool = False
+    limit: int | None = Field(None, gt=0, description="stop after this many parts")
+    trigger: Trigger = "free_run"
+
+
+class VideoSourceConfig(_Strict):
+    """A video file, an RTSP/HTTP stream or a USB camera (its index) through OpenCV."""
+
+    kind: Literal["video"]
+    url: str
+    every_n: int = Field(1, gt=0, description="take one frame in every n")
+    limit: int | None = Field(None, gt=0)
+    reconnect_s: float = Field(2.0, gt=0, description="streams: wait before reconnecting")
+    trigger: Trigger = "free_run"
+
+
+class LineScanConfig(_Strict):
+    """Assemble a line-scan camera's strips into part images."""
+
+    lines_per_frame: int = Field(gt=0)
+    ticks_per_frame: int | None = Field(
+        None, gt=0, description="encoder mode: ticks per part image (constant mm per line at any speed)"
+    )
+
+
+class GenICamSourceConfig(_Strict):
+    """A GenICam camera through harvesters and a GenTL producer (.cti)."""
+
+    kind: Literal["genicam"]
+    cti: Path
+    serial: str | None = None
+    index: int = Field(0, ge=0, description="which camera, when no serial is given")
+    timeout_s: float = Field(3.0, gt=0)
+    limit: int | None = Field(None, gt=0)
+    features: dict[str, Any] = Field(default_factory=dict, description="node values set before streaming")
+    line_scan: LineScanConfig | None = None
+    trigger: Trigger = "free_run"
+
+
+SourceConfig = Annotated[
+    FolderSourceConfig | ReplaySourceConfig | VideoSourceConfig | GenICamSourceConfig,
+    Field(discriminator="kind"),
+]
+
+
+class CheckConfig(_Strict):
+    """One check of a part: a bundle run on (a region of) one source's image."""
+
+    name: str = Field(min_length=1, max_length=128)
+    bundle: Path
+    source: str
+    roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in pixels")
+    camera_calibration: Path | None = Field(None, description="undistort with this `lineguard calibrate` file")
+    align_to: Path | None = Field(None, description="reference image to align each part to first")
+    align_motion: Literal["translation", "euclidean"] = "translation"
+
+    @field_validator("roi")
+    @classmethod
+    def _positive_roi(cls, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
+            raise ValueError("x and y must be >= 0, width and height > 0")
+        return roi
+
+
+class RecipeConfig(_Strict):
+    checks: list[CheckConfig] = Field(min_length=1)
+    on_missing: Literal["REVIEW", "NG"] = Field("NG", description="a check with no result by the deadline")
+    on_failed: Literal["REVIEW", "NG"] = Field("NG", description="a check that failed: decode, model, overload")
+
+    @model_validator(mode="after")
+    def _unique_checks(self) -> RecipeConfig:
+        names = [c.name for c in self.checks]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"check names must be unique, repeated: {duplicated}")
+        return self
+
+
+class StoreConfig(_Strict):
+    url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in the state folder")
+    journal: Path | None = None
+    archive: Path | None = None
+    keep_ok_every: int = Field(100, ge=0, description="archive 1 OK image in N (NG/REVIEW always); 0 = none")
+    keep_heatmaps: bool = True
+
+
+class JsonlSinkConfig(_Strict):
+    path: Path
+
+
+class WebhookSinkConfig(_Strict):
+    url: str
+    timeout_s: float = Field(2.0, gt=0)
+    queue: int = Field(1000, gt=0, description="results waiting to be posted; more are counted as dropped")
+    token_env: str | None = Field(None, description="environment variable holding a bearer token")
+
+
+class OpcUaUserConfig(_Strict):
+    name: str = Field(min_length=1)
+    password_env: str = Field(min_length=1, description="environment variable holding the password")
+
+
+class OpcUaSinkConfig(_Strict):
+    endpoint: str = "opc.tcp://127.0.0.1:4840/lineguard/"
+    namespace: str = "urn:lineguard:station"
+    security: list[Literal["none", "sign_encrypt"]] = Field(default_factory=lambda: ["sign_encrypt"])
+    certificate: Path | None = Field(None, description="DER/PEM; default: self-signed, made in STATE/opcua/")
+    private_key: Path | None = None
+    users: list[OpcUaUserConfig] = Field(default_factory=list)
+    allow_anonymous_writes: bool = False
+    result_buffer: int = Field(16, gt=0)
+
+    @model_validator(mode="after")
+    def _secure(self) -> OpcUaSinkConfig:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("give both certificate and private_key, or neither (a self-signed pair is made)")
+        if not self.users and not self.allow_anonymous_writes:
+            raise ValueError(
+                "the PLC must write Trigger/ResultAck: add users (name + password_env), "
+                "or set allow_anonymous_writes: true on a closed test network"
+            )
+        return self
+
+
+class ModbusSinkConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(502, gt=0, lt=65536)
+    device_id: int = Field(1, ge=0, le=247)
+    result_buffer: int = Field(16, gt=0)
+
+
+class SinksConfig(_Strict):
+    jsonl: JsonlSinkConfig | None = None
+    webhook: WebhookSinkConfig | None = None
+    opcua: OpcUaSinkConfig | None = None
+    modbus: ModbusSinkConfig | None = None
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, gt=0, lt=65536)
+    token_env: str = Field("LINEGUARD_API_TOKEN", description="variable holding the bearer token")
+    token_file: Path | None = Field(None, description="or a file holding it; default: STATE/api-token")
+
+
+class StationConfig(_Strict):
+    station: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    state_dir: Path = Path("station-state")
+    sources: dict[str, SourceConfig] = Field(min_length=1)
+    recipes: dict[str, RecipeConfig] = Field(min_length=1)
+    recipe: str = Field(description="the recipe active at start")
+    deadline_ms: float = Field(2000.0, gt=0, description="a part's verdict is due this long after its image")
+    queue_size: int = Field(8, gt=0, description="images waiting for inspection; more are overload")
+    workers: int = Field(1, gt=0, le=64)
+    threads_per_worker: int = Field(1, gt=0, le=64)
+    providers: list[str] | Literal["auto"] | None = None
+    store: StoreConfig = StoreConfig()
+    sinks: SinksConfig = SinksConfig()
+    api: ApiConfig | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> StationConfig:
+        if self.recipe not in self.recipes:
+            raise ValueError(f"recipe {self.recipe!r} is not in recipes {sorted(self.recipes)}")
+        for rname, recipe in self.recipes.items():
+            for check in recipe.checks:
+                if check.source not in self.sources:
+                    raise ValueError(
+                        f"recipes.{rname}: check {check.name!r} reads source {check.source!r}, "
+                        f"which is not in sources {sorted(self.sources)}"
+                    )
+        return self
+
+
+def _resolve(value: Any, base: Path) -> Any:
+    """Paths relative to the YAML file's folder."""
+    if isinstance(value, Path):
+        return value if value.is_absolute() else (base / value)
+    if isinstance(value, BaseModel):
+        return value.model_copy(
+            update={name: _resolve(getattr(value, name), base) for name in type(value).model_fields}
+        )
+    if isinstance(value, dict):
+        return {k: _resolve(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, base) for v in value]
+    return value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{key}: {error['msg']}"
+
+
+def parse_config(doc: Any, source: str | Path = "<config>", base: Path | None = None) -> StationConfig:
+    """Validate a loaded YAML document; errors name ``source`` and each failing key."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys (station, sources, recipes...)")
+    try:
+        config = StationConfig.model_validate(doc)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(e) for e in exc.errors(include_url=False))
+        raise ConfigError(f"{source}: invalid station configuration\n  {problems}") from None
+    return _resolve(config, base) if base is not None else config
+
+
+def load_config(path: str | Path) -> StationConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(doc, path, base=path.resolve().parent)

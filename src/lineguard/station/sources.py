@@ -1,0 +1,403 @@
+"""Where part images come from: folders (once or watched), a replayed line, video/RTSP/USB, GenICam.
+
+Every source yields :class:`Frame` objects from its own thread. The k-th frame of
+every source belongs to the k-th part (cameras fire once per part), which is how
+several cameras' images meet in one part. A source that cannot read an image
+still yields a frame, carrying the error, so the part is decided fail-safe instead
+of silently missing from the count.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lineguard.data.image_io import IMAGE_SUFFIXES
+from lineguard.station.config import (
+    FolderSourceConfig,
+    GenICamSourceConfig,
+    ReplaySourceConfig,
+    SourceConfig,
+    VideoSourceConfig,
+)
+from lineguard.station.linescan import LineScanAssembler
+
+MAX_ENCODED_BYTES = 512 * 1024 * 1024  # a file bigger than this is not a part image
+
+
+@dataclass
+class Frame:
+    source: str
+    seq: int  # 0, 1, 2... per source
+    part_id: str | None  # from the trigger, the file name or the PLC; None: the station numbers it
+    name: str  # what error messages call it: a file path, "camera 0 frame 17"...
+    image: np.ndarray | None = None  # decoded pixels (cameras, video)
+    data: bytes | None = None  # encoded bytes (files), decoded by the inspection worker
+    error: str = ""  # the source could not read it: the part's checks on it fail
+    acquired: float = field(default_factory=time.monotonic)
+
+
+class TriggerGate:
+    """Software/external triggers for one source: each trigger releases one acquisition."""
+
+    def __init__(self) -> None:
+        self._tokens: queue.Queue[str | None] = queue.Queue()
+
+    def fire(self, part_id: str | None = None) -> None:
+        self._tokens.put(part_id)
+
+    def wait(self, stop: threading.Event, poll_s: float = 0.05) -> tuple[bool, str | None]:
+        """(True, part_id) once triggered; (False, None) when the station stops first."""
+        while not stop.is_set():
+            try:
+                return True, self._tokens.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+        return False, None
+
+
+class Source:
+    """Base: ``frames(stop)`` yields until exhausted or stopped; ``finite`` sources end by themselves.
+
+    ``backpressure``: the source can wait for the station (files on disk); a camera or a
+    line running at its own rate cannot, so when the inspection queue is full its parts fail
+    as overload instead.
+    """
+
+    finite = True
+    backpressure = False
+
+    def __init__(self, name: str, trigger: str = "free_run") -> None:
+        self.name = name
+        self.trigger_mode = trigger
+        self.gate = TriggerGate() if trigger != "free_run" else None
+        self._seq = 0
+
+    def _next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    def _await_trigger(self, stop: threading.Event) -> tuple[bool, str | None]:
+        if self.gate is None:
+            return not stop.is_set(), None
+        return self.gate.wait(stop)
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _matching_images(folder: Path, pattern: str) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: source folder does not exist")
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and fnmatch.fnmatch(p.name, pattern)
+    )
+
+
+def _file_frame(source: Source, path: Path, part_id: str | None) -> Frame:
+    seq = source._next_seq()
+    try:
+        size = path.stat().st_size
+        if size > MAX_ENCODED_BYTES:
+            return Frame(source.name, seq, part_id or path.stem, str(path), error=f"{size} bytes, too large")
+        return Frame(source.name, seq, part_id or path.stem, str(path), data=path.read_bytes())
+    except OSError as exc:
+        return Frame(source.name, seq, part_id or path.stem, str(path), error=f"cannot read ({exc.strerror})")
+
+
+class FolderSource(Source):
+    """Existing images in name order; with ``watch``, then every new file once it has settled."""
+
+    def __init__(self, name: str, config: FolderSourceConfig) -> None:
+        super().__init__(name, config.trigger)
+        self.config = config
+        self.finite = not config.watch
+        self.backpressure = True
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        seen: set[str] = set()
+        sizes: dict[str, tuple[int, float]] = {}
+        while not stop.is_set():
+            ready = []
+            for path in _matching_images(self.config.path, self.config.pattern):
+                if path.name in seen:
+                    continue
+                if self.config.watch and not self._settled(path, sizes):
+                    continue
+                ready.append(path)
+            for path in ready:
+                ok, part_id = self._await_trigger(stop)
+                if not ok:
+                    return
+                seen.add(path.name)
+                sizes.pop(path.name, None)
+                yield _file_frame(self, path, part_id)
+            if not self.config.watch:
+                return
+            stop.wait(self.config.poll_s)
+
+    def _settled(self, path: Path, sizes: dict[str, tuple[int, float]]) -> bool:
+        """A file still being written (camera software, network copy) is read only once its size holds."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return False
+        now = time.monotonic()
+        last = sizes.get(path.name)
+        if last is None or last[0] != size:
+            sizes[path.name] = (size, now)
+            return self.config.settle_s == 0 and size > 0
+        return size > 0 and now - last[1] >= self.config.settle_s
+
+
+class ReplaySource(Source):
+    """A folder fed at a fixed parts-per-minute rate: a simulated line, or a benchmark at full speed."""
+
+    def __init__(self, name: str, config: ReplaySourceConfig) -> None:
+        super().__init__(name, config.trigger)
+        self.config = config
+        self.finite = not config.loop or config.limit is not None
+        self.backpressure = config.ppm == 0  # "as fast as taken"; at a set rate it is a line that does not wait
+        self.paths = _matching_images(config.path, config.pattern)
+        if not self.paths:
+            raise FileNotFoundError(f"{config.path}: no images matching {config.pattern!r} to replay")
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        interval = 60.0 / self.config.ppm if self.config.ppm > 0 else 0.0
+        start = time.monotonic()
+        count = 0
+        while not stop.is_set():
+            for path in self.paths:
+                if self.config.limit is not None and count >= self.config.limit:
+                    return
+                if interval:
+                    delay = start + count * interval - time.monotonic()
+                    if delay > 0 and stop.wait(delay):
+                        return
+                ok, part_id = self._await_trigger(stop)
+                if not ok:
+                    return
+                count += 1
+                yield _file_frame(self, path, part_id)
+            if not self.config.loop:
+                return
+
+
+class VideoSource(Source):
+    """OpenCV capture: a file plays once; a stream (RTSP/HTTP) or USB camera reconnects until stopped."""
+
+    def __init__(self, name: str, config: VideoSourceConfig) -> None:
+        super().__init__(name, config.trigger)
+        self.config = config
+        self.target: str | int = int(config.url) if config.url.isdigit() else config.url
+        self.is_file = isinstance(self.target, str) and os.path.isfile(self.target)
+        self.finite = self.is_file or config.limit is not None
+        self.backpressure = self.is_file
+        if isinstance(self.target, str) and "://" not in self.target and not self.is_file:
+            raise FileNotFoundError(f"{config.url}: video file does not exist")
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        taken = read = 0
+        while not stop.is_set():
+            capture = cv2.VideoCapture(self.target)
+            try:
+                if not capture.isOpened():
+                    if self.is_file:
+                        raise OSError(f"{self.config.url}: OpenCV cannot open this video")
+                    stop.wait(self.config.reconnect_s)
+                    continue
+                while not stop.is_set():
+                    if self.config.limit is not None and taken >= self.config.limit:
+                        return
+                    ok, triggered_id = self._await_trigger(stop)
+                    if not ok:
+                        return
+                    grabbed, bgr = capture.read()
+                    if not grabbed:
+                        break
+                    read += 1
+                    if (read - 1) % self.config.every_n:
+                        continue
+                    taken += 1
+                    seq = self._next_seq()
+                    image = bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    yield Frame(self.name, seq, triggered_id, f"{self.config.url} frame {read - 1}", image=image)
+            finally:
+                capture.release()
+            if self.is_file:
+                return
+            stop.wait(self.config.reconnect_s)
+
+
+# GenICam pixel formats -> how to make HxW grey or HxWx3 RGB of them.
+_BAYER = {
+    "BayerRG8": cv2.COLOR_BayerRG2RGB,
+    "BayerGR8": cv2.COLOR_BayerGR2RGB,
+    "BayerBG8": cv2.COLOR_BayerBG2RGB,
+    "BayerGB8": cv2.COLOR_BayerGB2RGB,
+}
+
+
+def genicam_to_image(data: np.ndarray, width: int, height: int, pixel_format: str) -> np.ndarray:
+    """A GenTL buffer component as grey (HxW) or RGB (HxWx3), uint8 or uint16; copies the data
+    (the buffer goes back to the camera's pool right after)."""
+    flat = np.asarray(data)
+    if pixel_format == "Mono8":
+        return flat.reshape(height, width).copy()
+    if pixel_format in ("Mono10", "Mono12", "Mono14", "Mono16"):
+        return flat.view(np.uint16).reshape(height, width).copy() if flat.dtype == np.uint8 else (
+            flat.astype(np.uint16).reshape(height, width).copy()
+        )
+    if pixel_format in ("RGB8", "RGB8Packed"):
+        return flat.reshape(height, width, 3).copy()
+    if pixel_format in ("BGR8", "BGR8Packed"):
+        return cv2.cvtColor(flat.reshape(height, width, 3), cv2.COLOR_BGR2RGB)
+    if pixel_format in ("RGBa8", "RGBA8"):
+        return cv2.cvtColor(flat.reshape(height, width, 4), cv2.COLOR_RGBA2RGB)
+    if pixel_format in ("BGRa8", "BGRA8"):
+        return cv2.cvtColor(flat.reshape(height, width, 4), cv2.COLOR_BGRA2RGB)
+    if pixel_format in _BAYER:
+        return cv2.cvtColor(flat.reshape(height, width), _BAYER[pixel_format])
+    raise ValueError(f"pixel format {pixel_format!r} is not supported; set the camera to Mono8/RGB8/Bayer*8")
+
+
+def default_cti_files() -> list[str]:
+    """GenTL producers named by GENICAM_GENTL64_PATH, the standard variable vendors set."""
+    found = []
+    for folder in os.environ.get("GENICAM_GENTL64_PATH", "").split(os.pathsep):
+        if folder:
+            found.extend(sorted(glob.glob(os.path.join(folder, "*.cti"))))
+    return found
+
+
+class GenICamSource(Source):
+    """A GenICam camera (GigE Vision, USB3 Vision...) through harvesters and a GenTL producer.
+
+    Software/external triggers use the camera's TriggerSoftware when it has one;
+    otherwise the frame grabbed right after the trigger is taken (older buffers dropped).
+    Line-scan cameras: strips are assembled into part images (``line_scan``).
+    """
+
+    finite = False
+
+    def __init__(self, name: str, config: GenICamSourceConfig) -> None:
+        super().__init__(name, config.trigger)
+        try:
+            from harvesters.core import Harvester
+        except ImportError:
+            raise ImportError("GenICam cameras need harvesters: pip install 'lineguard[camera]'") from None
+        self.config = config
+        self.finite = config.limit is not None
+        if not Path(config.cti).is_file():
+            raise FileNotFoundError(f"{config.cti}: GenTL producer (.cti) not found")
+        self.harvester = Harvester()
+        self.harvester.add_file(str(config.cti))
+        self.harvester.update()
+        devices = self.harvester.device_info_list
+        if config.serial is not None:
+            matches = [i for i, d in enumerate(devices) if d.serial_number == config.serial]
+            if not matches:
+                serials = [d.serial_number for d in devices]
+                self.harvester.reset()
+                raise OSError(f"no camera with serial {config.serial!r}; found {serials}")
+            index = matches[0]
+        else:
+            if config.index >= len(devices):
+                self.harvester.reset()
+                raise OSError(f"camera index {config.index} but {len(devices)} camera(s) found via {config.cti}")
+            index = config.index
+        self.device = f"{devices[index].model} {devices[index].serial_number}"
+        self.acquirer = self.harvester.create(index)
+        node_map = self.acquirer.remote_device.node_map
+        for feature, value in config.features.items():
+            try:
+                getattr(node_map, feature).value = value
+            except Exception as exc:
+                self.close()
+                raise OSError(f"camera {self.device}: cannot set {feature} = {value!r} ({exc})") from None
+        self.software_trigger = None
+        if self.gate is not None and node_map.has_node("TriggerSoftware"):
+            node_map.TriggerMode.value = "On"
+            node_map.TriggerSource.value = "Software"
+            self.software_trigger = node_map.TriggerSoftware
+        line_scan = config.line_scan
+        self.assembler = (
+            LineScanAssembler(line_scan.lines_per_frame, line_scan.ticks_per_frame) if line_scan else None
+        )
+
+    def _fetch(self) -> np.ndarray:
+        with self.acquirer.fetch(timeout=self.config.timeout_s) as buffer:
+            component = buffer.payload.components[0]
+            return genicam_to_image(
+                component.data, component.width, component.height, str(component.data_format)
+            )
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        self.acquirer.start()
+        taken = 0
+        while not stop.is_set():
+            if self.config.limit is not None and taken >= self.config.limit:
+                return
+            ok, part_id = self._await_trigger(stop)
+            if not ok:
+                return
+            if self.gate is not None and self.software_trigger is None:
+                self._drop_queued()
+            elif self.software_trigger is not None:
+                self.software_trigger.execute()
+            try:
+                images = [self._fetch()]
+                if self.assembler is not None:
+                    images = self.assembler.push(images[0])
+            except Exception as exc:  # a timeout or a broken buffer is that part's failure, not the station's
+                taken += 1
+                yield Frame(self.name, self._next_seq(), part_id, f"camera {self.device}", error=str(exc) or
+                            type(exc).__name__)
+                continue
+            for image in images:
+                taken += 1
+                seq = self._next_seq()
+                yield Frame(self.name, seq, part_id, f"camera {self.device} frame {seq}", image=image)
+
+    def _drop_queued(self) -> None:
+        """Free-running camera, triggered station: older buffers show the part before this one."""
+        while True:
+            try:
+                with self.acquirer.fetch(timeout=0.001):
+                    pass
+            except Exception:
+                return
+
+    def close(self) -> None:
+        try:
+            self.acquirer.stop()
+            self.acquirer.destroy()
+        finally:
+            self.harvester.reset()
+
+
+def open_source(name: str, config: SourceConfig) -> Source:
+    if isinstance(config, FolderSourceConfig):
+        return FolderSource(name, config)
+    if isinstance(config, ReplaySourceConfig):
+        return ReplaySource(name, config)
+    if isinstance(config, VideoSourceConfig):
+        return VideoSource(name, config)
+    if isinstance(config, GenICamSourceConfig):
+        return GenICamSource(name, config)
+    raise TypeError(f"unknown source config {type(config).__name__}")

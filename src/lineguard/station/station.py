@@ -1,0 +1,462 @@
+"""The inspection station: parts in, one durable decision per part out, reported to the line.
+
+Threads and queues::
+
+    source threads ──frames──▶ bounded inspection queue ──▶ worker threads (checks)
+                                  │ full: the check fails (overload)       │
+                                  ▼                                         ▼
+                           PartAssembler (all checks in, or deadline) ──▶ decide thread
+                                                                          record (durable) ──▶ sinks
+
+Fail-safe rules: a part is OK only when every check of the recipe reported OK with
+a valid score before the deadline. Overload, decode errors, model errors and
+deadline misses give the recipe's fail-safe verdict with the reason recorded. A
+verdict is reported to the sinks only after the record holds it (database or
+fsynced journal); if even the journal cannot take it, the station stops deciding
+and says so rather than report what it cannot prove.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lineguard.data.image_io import decode_image
+from lineguard.decision import AssembledPart, CheckOutcome, Decision, PartAssembler, VerdictPolicy
+from lineguard.errors import DataError
+from lineguard.sinks.handshake import ErrorCode, PublishedResult
+from lineguard.station.checks import CheckRun, CheckRunner
+from lineguard.station.config import RecipeConfig, StationConfig
+from lineguard.station.sources import Frame, Source, open_source
+from lineguard.store import CheckRecord, ImageArchive, PartRecord, RecordStore, keep_image, sqlite_url
+
+log = logging.getLogger("lineguard.station")
+
+
+@dataclass
+class _WorkItem:
+    uid: str
+    runner: CheckRunner
+    frame: Frame
+
+
+class _Recipe:
+    """A loaded recipe: its check runners (bundles open) and its part assembler."""
+
+    def __init__(self, name: str, config: RecipeConfig, station: StationConfig) -> None:
+        self.name = name
+        self.config = config
+        threads = station.threads_per_worker
+        self.runners = [CheckRunner(c, station.providers, threads) for c in config.checks]
+        self.by_source: dict[str, list[CheckRunner]] = {}
+        for runner in self.runners:
+            self.by_source.setdefault(runner.config.source, []).append(runner)
+        policy = VerdictPolicy(missing=Decision(config.on_missing), failed=Decision(config.on_failed))
+        self.assembler = PartAssembler(
+            [r.name for r in self.runners], station.deadline_ms / 1e3, policy, remember_closed=10_000
+        )
+
+
+def heatmap_png(anomaly_map: np.ndarray, ng_threshold: float) -> np.ndarray:
+    """A colour heatmap (RGB uint8) where the NG threshold sits at mid-scale."""
+    scale = 127.5 / ng_threshold if ng_threshold > 0 else 1.0
+    grey = np.clip(anomaly_map * scale, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+class Station:
+    def __init__(self, config: StationConfig, sinks: list[Any] | None = None) -> None:
+        self.config = config
+        self.name = config.station
+        state = Path(config.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        store_config = config.store
+        self.store = RecordStore(
+            store_config.url or sqlite_url(state / "record.db"),
+            store_config.journal or state / "journal.jsonl",
+        )
+        self.archive = ImageArchive(store_config.archive or state / "images")
+        # Unique per run: the record is idempotent per uid, so a restarted station must never reuse one.
+        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        self._lock = threading.RLock()
+        self._recipes_loaded: dict[str, _Recipe] = {}
+        self.recipe = self._load_recipe(config.recipe)
+        self.sources: dict[str, Source] = {}
+        self.sinks: list[Any] = list(sinks or [])
+        self._queue: queue.Queue[_WorkItem | None] = queue.Queue(maxsize=config.queue_size)
+        self._closed: queue.Queue[AssembledPart] = queue.Queue()
+        self._seq_uid: dict[tuple[str, int], str] = {}  # (recipe, frame seq) -> open part uid
+        self._closed_seq: OrderedDict[int, None] = OrderedDict()
+        self._part_started: dict[str, float] = {}
+        self._part_recipe: dict[str, _Recipe] = {}
+        self._artifacts: dict[str, dict[str, CheckRun]] = {}
+        self._stop = threading.Event()  # sources stop taking images
+        self._halt = threading.Event()  # workers and the decide thread stop
+        self._accepting = threading.Event()
+        self._accepting.set()
+        self._threads: list[threading.Thread] = []
+        self._sources_done: set[str] = set()
+        self.state = "created"
+        self.error = ""
+        self.error_code = ErrorCode.NONE
+        self.started_at: datetime | None = None
+        self.counters = {"parts": 0, "OK": 0, "REVIEW": 0, "NG": 0, "overload": 0, "stale_skipped": 0,
+                         "late_frames": 0, "journalled": 0, "reported": 0}
+        self._latencies: deque[float] = deque(maxlen=5000)
+        self._decided_times: deque[float] = deque(maxlen=100_000)
+        self._ok_index = 0
+        self._published = 0
+        self.last_result: PublishedResult | None = None
+
+    # -- recipes -----------------------------------------------------------------------
+
+    def _load_recipe(self, name: str) -> _Recipe:
+        if name not in self.config.recipes:
+            raise KeyError(f"no recipe {name!r}; recipes: {sorted(self.config.recipes)}")
+        if name not in self._recipes_loaded:
+            self._recipes_loaded[name] = _Recipe(name, self.config.recipes[name], self.config)
+        return self._recipes_loaded[name]
+
+    @property
+    def recipe_names(self) -> list[str]:
+        return sorted(self.config.recipes)
+
+    def changeover(self, name: str, timeout_s: float | None = None) -> None:
+        """Switch recipes between parts: load the new bundles first (a bad one leaves the old recipe
+        running), hold new images, let the parts in flight finish, then switch."""
+        new = self._load_recipe(name)
+        timeout_s = timeout_s if timeout_s is not None else self.config.deadline_ms / 1e3 + 5.0
+        self._accepting.clear()
+        try:
+            end = time.monotonic() + timeout_s
+            while time.monotonic() < end and (self.recipe.assembler.pending or not self._queue.empty()):
+                time.sleep(0.01)
+            with self._lock:
+                old, self.recipe = self.recipe.name, new
+        finally:
+            self._accepting.set()
+        self.store.add_event(self.name, "changeover", f"{old} -> {name}")
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, source_config in self.config.sources.items():
+            if any(name in r.by_source for r in [self.recipe]):
+                self.sources[name] = open_source(name, source_config)
+        for sink in self.sinks:
+            sink.start(self)
+        replayed = self.store.replay_journal()
+        self.store.add_event(self.name, "start", f"run {self.run_id}, recipe {self.recipe.name}"
+                             + (f", {replayed} journalled parts replayed" if replayed else ""))
+        self.started_at = datetime.now(UTC)
+        self.state = "running"
+        self._notify_state()
+        for i in range(self.config.workers):
+            self._spawn(self._work, f"inspect-{i}")
+        self._spawn(self._decide, "decide")
+        for source in self.sources.values():
+            self._spawn(self._acquire, f"source-{source.name}", source)
+
+    def _spawn(self, target, name: str, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def finished(self) -> bool:
+        """Every finite source has ended and every part it gave has been decided."""
+        if not self.sources or any(not s.finite for s in self.sources.values()):
+            return False
+        return (
+            self._sources_done >= set(self.sources)
+            and self._queue.empty()
+            and self.recipe.assembler.pending == 0
+            and self._closed.empty()
+            and not self._artifacts
+        )
+
+    def stop(self, drain_s: float | None = None) -> None:
+        """Stop taking images, decide the parts in flight (their deadline bounds the wait), shut down."""
+        if self.state in ("stopped", "created"):
+            return
+        self._stop.set()
+        drain_s = drain_s if drain_s is not None else self.config.deadline_ms / 1e3 + 2.0
+        end = time.monotonic() + drain_s
+        while time.monotonic() < end and (
+            self.recipe.assembler.pending or not self._closed.empty() or not self._queue.empty()
+        ):
+            time.sleep(0.01)
+        self._halt.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        for source in self.sources.values():
+            try:
+                source.close()
+            except Exception as exc:
+                log.warning("closing source %s: %s", source.name, exc)
+        if self.state != "error":
+            self.state = "stopped"
+            self.error_code = ErrorCode.STOPPED if self.error_code == ErrorCode.NONE else self.error_code
+        self._notify_state()
+        self.store.replay_journal()  # the database may be back: leave as little as possible in the journal
+        self.store.add_event(self.name, "stop", f"run {self.run_id}: {self.counters['parts']} parts decided")
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.warning("closing sink %s: %s", type(sink).__name__, exc)
+        self.store.close()
+
+    def trigger(self, part_id: str | None = None, source: str | None = None) -> int:
+        """A software/external trigger: one acquisition on every triggered source (or the named one)."""
+        fired = 0
+        for name, src in self.sources.items():
+            if src.gate is not None and (source is None or source == name):
+                src.gate.fire(part_id)
+                fired += 1
+        return fired
+
+    # -- acquisition -------------------------------------------------------------------
+
+    def _acquire(self, source: Source) -> None:
+        try:
+            for frame in source.frames(self._stop):
+                self._accepting.wait()
+                self._accept(frame, source.backpressure)
+        except Exception as exc:
+            detail = f"source {source.name} failed: {type(exc).__name__}: {exc}"
+            log.error(detail)
+            self.store.add_event(self.name, "source_error", detail)
+            self.error, self.error_code = detail, ErrorCode.SOURCE_FAILED
+            self._notify_state()
+        finally:
+            self._sources_done.add(source.name)
+
+    def _accept(self, frame: Frame, backpressure: bool = False) -> None:
+        with self._lock:
+            recipe = self.recipe
+            runners = recipe.by_source.get(frame.source, [])
+            if not runners:
+                return
+            key = (recipe.name, frame.seq)
+            uid = self._seq_uid.get(key)
+            if uid is None:
+                if frame.seq in self._closed_seq:
+                    self.counters["late_frames"] += 1  # its part was already decided without it
+                    return
+                uid = f"{self.run_id}-{frame.seq:07d}"
+                recipe.assembler.open(uid, frame.part_id or f"{self.run_id}-{frame.seq}")
+                self._seq_uid[key] = uid
+                self._part_started[uid] = frame.acquired
+                self._part_recipe[uid] = recipe
+        for runner in runners:
+            if frame.error:
+                self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, f"acquisition: {frame.error}")))
+                continue
+            try:
+                if backpressure:  # wait for room, but never past the part's deadline
+                    wait = self.config.deadline_ms / 1e3 - (time.monotonic() - frame.acquired)
+                    self._queue.put(_WorkItem(uid, runner, frame), timeout=max(wait, 0.001))
+                else:
+                    self._queue.put_nowait(_WorkItem(uid, runner, frame))
+            except queue.Full:
+                with self._lock:
+                    self.counters["overload"] += 1
+                self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, "overload: inspection queue full")))
+
+    def _add(self, uid: str, run: CheckRun) -> None:
+        with self._lock:
+            recipe = self._part_recipe.get(uid)
+            if recipe is None or not recipe.assembler.is_open(uid):
+                recipe = recipe or self.recipe
+                recipe.assembler.add(uid, run.outcome)  # counts it as late
+                return
+            self._artifacts.setdefault(uid, {})[run.outcome.check] = run
+            part = recipe.assembler.add(uid, run.outcome)
+            if part is not None:
+                self._closed.put(part)
+
+    # -- inspection --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._halt.is_set():
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is None:
+                continue
+            with self._lock:
+                recipe = self._part_recipe.get(item.uid)
+                still_open = recipe is not None and recipe.assembler.is_open(item.uid)
+            if not still_open:
+                with self._lock:
+                    self.counters["stale_skipped"] += 1  # decided at its deadline already; save the time
+                continue
+            frame = item.frame
+            try:
+                image = frame.image if frame.image is not None else decode_image(frame.data or b"", frame.name)
+            except DataError as exc:
+                self._add(item.uid, CheckRun(CheckOutcome(item.runner.name, None, None, f"decode error: {exc}")))
+                continue
+            self._add(item.uid, item.runner.run(image))
+
+    # -- deciding, recording, reporting ------------------------------------------------
+
+    def _decide(self) -> None:
+        while not self._halt.is_set() or not self._closed.empty():
+            try:
+                parts = [self._closed.get(timeout=0.01)]
+            except queue.Empty:
+                parts = []
+            with self._lock:
+                for recipe in {id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values():
+                    parts.extend(recipe.assembler.expire())
+            for part in parts:
+                if self.state == "error":
+                    continue  # nothing more is reported once a decision could not be made durable
+                self._finish(part)
+
+    def _finish(self, part: AssembledPart) -> None:
+        with self._lock:
+            runs = self._artifacts.pop(part.uid, {})
+            started = self._part_started.pop(part.uid, time.monotonic())
+            recipe = self._part_recipe.pop(part.uid, self.recipe)
+            for key in [k for k, v in self._seq_uid.items() if v == part.uid]:
+                del self._seq_uid[key]
+                self._closed_seq[key[1]] = None
+            while len(self._closed_seq) > 10_000:
+                self._closed_seq.popitem(last=False)
+        record = self._record_of(part, runs, recipe)
+        try:
+            where = self.store.record(record)
+        except Exception as exc:
+            self.error = f"cannot make part {part.uid} durable: {type(exc).__name__}: {exc}"
+            self.error_code = ErrorCode.RECORD_FAILED
+            self.state = "error"
+            log.critical(self.error)
+            self._notify_state()
+            self._stop.set()
+            return
+        latency_ms = 1e3 * (time.monotonic() - started)
+        with self._lock:
+            self._published += 1
+            self.counters["parts"] += 1
+            self.counters[record.verdict] += 1
+            self.counters["journalled"] += where == "journal"
+            self._latencies.append(latency_ms)
+            self._decided_times.append(time.monotonic())
+            result = PublishedResult(
+                seq=self._published,
+                uid=record.uid,
+                part_id=record.part_id,
+                verdict=record.verdict,
+                reason=record.reason,
+                scores={c.check: c.score for c in record.checks},
+                decided_at=record.decided_at.isoformat(),
+                latency_ms=latency_ms,
+                recipe=record.recipe,
+            )
+            self.last_result = result
+        for sink in self.sinks:
+            try:
+                sink.publish(result)
+            except Exception as exc:  # a broken sink must not stop the record or the other sinks
+                log.error("sink %s: %s", type(sink).__name__, exc)
+        self.counters["reported"] += 1
+
+    def _record_of(self, part: AssembledPart, runs: dict[str, CheckRun], recipe: _Recipe) -> PartRecord:
+        verdict = part.verdict.value
+        keep = keep_image(verdict, self._ok_index, self.config.store.keep_ok_every)
+        if verdict == "OK":
+            self._ok_index += 1
+        reasons = [part.reason] if part.reason else []
+        checks = []
+        for runner in recipe.runners:
+            outcome = part.outcomes.get(runner.name)
+            run = runs.get(runner.name)
+            if outcome is None:
+                decision, reason = recipe.assembler.policy.missing.value, "no result before the deadline"
+            elif not outcome.valid:
+                decision, reason = recipe.assembler.policy.failed.value, outcome.reason or "no valid score"
+            else:
+                decision, reason = Decision(outcome.decision).value, ""
+            image_sha = heatmap_sha = None
+            if keep and run is not None and run.image is not None:
+                try:
+                    image_sha = self.archive.put_image(run.image)
+                    if run.anomaly_map is not None and self.config.store.keep_heatmaps:
+                        heatmap_sha = self.archive.put_image(heatmap_png(run.anomaly_map, runner.thresholds["ng"]))
+                except (OSError, ValueError) as exc:
+                    reasons.append(f"{runner.name}: image not archived ({exc})")
+            checks.append(
+                CheckRecord(
+                    check=runner.name,
+                    decision=decision,
+                    score=outcome.score if outcome is not None and outcome.valid else None,
+                    reason=reason,
+                    bundle_sha256=runner.bundle_sha256,
+                    model_version=runner.model_version,
+                    thresholds=runner.thresholds,
+                    timings_ms=run.timings_ms if run is not None else {},
+                    image_sha256=image_sha,
+                    heatmap_sha256=heatmap_sha,
+                )
+            )
+        return PartRecord(
+            station=self.name,
+            uid=part.uid,
+            part_id=part.part_id,
+            verdict=verdict,
+            checks=tuple(checks),
+            reason="; ".join(reasons),
+            recipe=recipe.name,
+        )
+
+    def _notify_state(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.set_state(self.state, self.error_code)
+            except Exception as exc:
+                log.error("sink %s: %s", type(sink).__name__, exc)
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            latencies = np.asarray(self._latencies, np.float64)
+            now = time.monotonic()
+            recent = [t for t in list(self._decided_times)[-5000:] if now - t <= 60.0]
+            span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
+            rate = 60.0 * (len(recent) - 1) / span if span > 0 else 0.0
+            assembler = self.recipe.assembler
+            return {
+                "station": self.name,
+                "state": self.state,
+                "error": self.error,
+                "error_code": int(self.error_code),
+                "run_id": self.run_id,
+                "recipe": self.recipe.name,
+                "started_at": self.started_at.isoformat() if self.started_at else None,
+                "counters": dict(self.counters),
+                "late_results": assembler.late,
+                "parts_per_min_last_60s": rate,
+                "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies.size else None,
+                "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
+                "queue_depth": self._queue.qsize(),
+                "parts_in_flight": assembler.pending,
+                "journal_pending": len(self.store.journal),
+                "store_error": self.store.last_error,
+                "last_result": None if self.last_result is None else self.last_result.__dict__,
+            }

@@ -1,0 +1,45 @@
+"""Building and running stations in tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lineguard.station import Station, parse_config
+
+
+def station_config(tmp_path: Path, bundle: Path, line: Path, **overrides: Any):
+    doc: dict[str, Any] = {
+        "station": "test-line",
+        "state_dir": str(tmp_path / "state"),
+        "sources": {"cam1": {"kind": "replay", "path": str(line), "ppm": 0}},
+        "recipes": {"parts": {"checks": [{"name": "surface", "bundle": str(bundle), "source": "cam1"}]}},
+        "recipe": "parts",
+        "deadline_ms": 5000,
+        "sinks": {"jsonl": {"path": str(tmp_path / "state" / "results.jsonl")}},
+    }
+    for key, value in overrides.items():
+        doc[key] = value
+    return parse_config(doc)
+
+
+def run_to_end(station: Station, timeout_s: float = 60.0) -> Station:
+    """Start, wait until every finite source is done and every part decided, stop."""
+    station.start()
+    end = time.monotonic() + timeout_s
+    try:
+        while not station.finished:
+            assert station.state == "running", station.error
+            assert time.monotonic() < end, f"station did not finish: {station.status()}"
+            time.sleep(0.02)
+    finally:
+        station.stop()
+    return station
+
+
+def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
