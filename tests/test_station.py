@@ -41,8 +41,7 @@ def recorded(tmp_path: Path, station: str = "test-line"):
 def test_parts_decided_recorded_then_reported(station_bundle, tmp_path):
     truth = write_line(tmp_path / "line", 20)
     (tmp_path / "line" / "p900.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a torn file
-    config = station_config(tmp_path, station_bundle, tmp_path / "line",
-                            store={"keep_ok_every": 5})
+    config = station_config(tmp_path, station_bundle, tmp_path / "line", store={"keep_ok_every": 5})
     station = run_to_end(Station(config, build_sinks(config)))
     parts, events = recorded(tmp_path)
     lines = reported(tmp_path)
@@ -87,9 +86,17 @@ class FlakyModel:
 def test_model_error_and_deadline_miss_are_fail_safe_and_the_station_keeps_going(station_bundle, tmp_path):
     write_line(tmp_path / "line", 8, defect_every=0)
     config = station_config(
-        tmp_path, station_bundle, tmp_path / "line", deadline_ms=400,
-        recipes={"parts": {"checks": [{"name": "surface", "bundle": str(station_bundle), "source": "cam1"}],
-                           "on_missing": "REVIEW", "on_failed": "NG"}},
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        deadline_ms=400,
+        recipes={
+            "parts": {
+                "checks": [{"name": "surface", "bundle": str(station_bundle), "source": "cam1"}],
+                "on_missing": "REVIEW",
+                "on_failed": "NG",
+            }
+        },
         sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 120}},
     )
     station = Station(config, build_sinks(config))
@@ -109,8 +116,13 @@ def test_model_error_and_deadline_miss_are_fail_safe_and_the_station_keeps_going
 
 def test_overload_fails_parts_it_cannot_inspect_never_drops_them(station_bundle, tmp_path):
     write_line(tmp_path / "line", 30, defect_every=0)
-    config = station_config(tmp_path, station_bundle, tmp_path / "line", queue_size=1,
-                            sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 3000}})
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        queue_size=1,
+        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 3000}},
+    )
     station = Station(config, build_sinks(config))
     inspector = station.recipe.runners[0].inspector
     real = inspector.inspect
@@ -131,9 +143,14 @@ def test_two_cameras_make_one_part_and_a_missing_image_is_never_ok(station_bundl
         {"name": "side", "bundle": str(station_bundle), "source": "side"},
     ]
     config = station_config(
-        tmp_path, station_bundle, tmp_path / "top", deadline_ms=1500,
-        sources={"top": {"kind": "replay", "path": str(tmp_path / "top"), "ppm": 600},
-                 "side": {"kind": "replay", "path": str(tmp_path / "side"), "ppm": 600}},
+        tmp_path,
+        station_bundle,
+        tmp_path / "top",
+        deadline_ms=1500,
+        sources={
+            "top": {"kind": "replay", "path": str(tmp_path / "top"), "ppm": 600},
+            "side": {"kind": "replay", "path": str(tmp_path / "side"), "ppm": 600},
+        },
         recipes={"parts": {"checks": checks}},
     )
     station = run_to_end(Station(config, build_sinks(config)))
@@ -149,11 +166,15 @@ def test_triggers_and_recipe_changeover(station_bundle, tmp_path):
     write_line(tmp_path / "line", 3, defect_every=0)
     check = {"bundle": str(station_bundle), "source": "cam1"}
     config = station_config(
-        tmp_path, station_bundle, tmp_path / "line",
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
         sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "trigger": "software"}},
-        recipes={"A": {"checks": [{"name": "surface", **check}]},
-                 "B": {"checks": [{"name": "surface-b", **check}]},
-                 "broken": {"checks": [{"name": "x", "bundle": str(tmp_path / "nowhere"), "source": "cam1"}]}},
+        recipes={
+            "A": {"checks": [{"name": "surface", **check}]},
+            "B": {"checks": [{"name": "surface-b", **check}]},
+            "broken": {"checks": [{"name": "x", "bundle": str(tmp_path / "nowhere"), "source": "cam1"}]},
+        },
         recipe="A",
     )
     station = Station(config, build_sinks(config))
@@ -181,7 +202,9 @@ def test_triggers_and_recipe_changeover(station_bundle, tmp_path):
 def test_database_stopped_mid_run_journal_then_replay(station_bundle, tmp_path, postgres):
     write_line(tmp_path / "line", 40, defect_every=4)
     config = station_config(
-        tmp_path, station_bundle, tmp_path / "line",
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
         sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 600}},
         store={"url": postgres.url},
     )
@@ -225,16 +248,18 @@ def test_kill_9_mid_run_then_restart_loses_nothing_reported(station_bundle, tmp_
     command = [sys.executable, "-m", "lineguard.cli", "run", str(config_file), "--quiet"]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: len(reported(tmp_path)) >= 25 or proc.poll() is not None, timeout_s=90,
-                 what="parts reported before the kill")
+        wait_for(
+            lambda: len(reported(tmp_path)) >= 25 or proc.poll() is not None,
+            timeout_s=90,
+            what="parts reported before the kill",
+        )
         assert proc.poll() is None, proc.stdout.read().decode()
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
     before = reported(tmp_path)
-    subprocess.run(command + ["--max-parts", "5"], cwd=tmp_path, check=True, timeout=120,
-                   capture_output=True)
-    parts, events = recorded(tmp_path)
+    subprocess.run([*command, "--max-parts", "5"], cwd=tmp_path, check=True, timeout=120, capture_output=True)
+    parts, _events = recorded(tmp_path)
     lines = reported(tmp_path)
     missing = {r["uid"] for r in before} - set(parts)
     assert not missing, f"reported before the kill but not recorded: {sorted(missing)[:5]}"
@@ -251,20 +276,29 @@ def test_kill_9_mid_run_then_restart_loses_nothing_reported(station_bundle, tmp_
 
 def test_config_errors_name_the_key(tmp_path, station_bundle):
     path = tmp_path / "station.yaml"
-    path.write_text(yaml.safe_dump({
-        "station": "s1",
-        "sources": {"cam1": {"kind": "replay", "path": "x", "ppm": -5}},
-        "recipes": {"r": {"checks": [{"name": "a", "bundle": "b", "source": "cam1"}]}},
-        "recipe": "r",
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "station": "s1",
+                "sources": {"cam1": {"kind": "replay", "path": "x", "ppm": -5}},
+                "recipes": {"r": {"checks": [{"name": "a", "bundle": "b", "source": "cam1"}]}},
+                "recipe": "r",
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"sources\.cam1\.replay\.ppm: Input should be greater"):
         load_config(path)
-    path.write_text(yaml.safe_dump({
-        "station": "s1",
-        "sources": {"cam1": {"kind": "replay", "path": "x"}},
-        "recipes": {"r": {"checks": [{"name": "a", "bundle": "b", "source": "cam2"}]}},
-        "recipe": "r", "deadline": 3,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "station": "s1",
+                "sources": {"cam1": {"kind": "replay", "path": "x"}},
+                "recipes": {"r": {"checks": [{"name": "a", "bundle": "b", "source": "cam2"}]}},
+                "recipe": "r",
+                "deadline": 3,
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"deadline: Extra inputs are not permitted"):
         load_config(path)
     doc = yaml.safe_load(path.read_text())
@@ -298,3 +332,23 @@ def test_run_command_prints_a_summary(station_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     assert "stopped  parts      6 | OK 4 REVIEW 0 NG 2" in result.output
     assert f"record: {tmp_path / 'state' / 'record.db'}" in result.output
+
+
+def test_station_runs_without_torch(station_bundle, tmp_path):
+    """In CI, scripts/test.sh installs `lineguard[station]` without torch into a second venv."""
+    python = os.environ.get("LINEGUARD_RUNTIME_PYTHON")
+    if not python:
+        pytest.skip("LINEGUARD_RUNTIME_PYTHON not set (scripts/test.sh sets it)")
+    write_line(tmp_path / "line", 6, defect_every=3)
+    config_file = _station_yaml(tmp_path, station_bundle, tmp_path / "line", loop=False)
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True, check=False).returncode != 0
+    out = subprocess.run(
+        [python, "-m", "lineguard.cli", "run", str(config_file), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "parts      6 | OK 4 REVIEW 0 NG 2" in out.stdout
+    assert len(reported(tmp_path)) == 6

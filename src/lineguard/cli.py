@@ -502,7 +502,10 @@ def run(
         _fail(exc)
     typer.echo(_summary_line(station))
     state = Path(config.state_dir)
-    typer.echo(f"record: {config.store.url or state / 'record.db'} | images: {config.store.archive or state / 'images'}")
+    typer.echo(
+        f"record: {config.store.url or state / 'record.db'} | "
+        f"images: {config.store.archive or state / 'images'}"
+    )
     if station.state == "error":
         raise typer.Exit(1)
 

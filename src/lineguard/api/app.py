@@ -3,8 +3,8 @@
 Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. The
 OpenAPI schema is at ``/openapi.json`` (and interactive docs at ``/docs``).
 """
-
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time,
+# and the auth dependency is a local of create_app.
 
 import hmac
 import secrets
@@ -143,7 +143,9 @@ def create_app(station: Any, token: str) -> FastAPI:
             raise HTTPException(404, f"part {uid!r} has no check {check!r}")
         sha = getattr(checks[0], field)
         if sha is None:
-            raise HTTPException(404, f"part {uid!r}, check {checks[0].check!r}: not archived (retention policy)")
+            raise HTTPException(
+                404, f"part {uid!r}, check {checks[0].check!r}: not archived (retention policy)"
+            )
         try:
             data = station.archive.get_png(sha)
         except FileNotFoundError:
@@ -169,7 +171,9 @@ def create_app(station: Any, token: str) -> FastAPI:
         try:
             station.changeover(name)
         except Exception as exc:
-            raise HTTPException(409, f"changeover to {name!r} failed, {station.recipe.name!r} kept: {exc}") from None
+            raise HTTPException(
+                409, f"changeover to {name!r} failed, {station.recipe.name!r} kept: {exc}"
+            ) from None
         return Recipes(active=station.recipe.name, recipes=station.recipe_names)
 
     @app.post("/trigger", dependencies=auth)
@@ -195,22 +199,28 @@ def prometheus_text(station: Any) -> str:
 
     class Collector:
         def collect(self):
-            parts = CounterMetricFamily("lineguard_parts", "Parts decided this run", labels=["station", "verdict"])
+            parts = CounterMetricFamily(
+                "lineguard_parts", "Parts decided this run", labels=["station", "verdict"]
+            )
             for verdict in ("OK", "REVIEW", "NG"):
                 parts.add_metric([station.name, verdict], status["counters"][verdict])
             yield parts
-            for key, help_text in (("overload", "Checks failed because the inspection queue was full"),
-                                   ("journalled", "Parts recorded in the journal while the database was down"),
-                                   ("late_frames", "Images that arrived after their part was decided")):
+            for key, help_text in (
+                ("overload", "Checks failed because the inspection queue was full"),
+                ("journalled", "Parts recorded in the journal while the database was down"),
+                ("late_frames", "Images that arrived after their part was decided"),
+            ):
                 metric = CounterMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
                 metric.add_metric([station.name], status["counters"][key])
                 yield metric
-            for key, help_text in (("queue_depth", "Images waiting for inspection"),
-                                   ("parts_in_flight", "Parts waiting for their checks"),
-                                   ("journal_pending", "Parts waiting in the journal for the database"),
-                                   ("parts_per_min_last_60s", "Parts decided in the last minute"),
-                                   ("latency_ms_p50", "Median image-to-decision latency (ms)"),
-                                   ("latency_ms_p99", "99th percentile image-to-decision latency (ms)")):
+            for key, help_text in (
+                ("queue_depth", "Images waiting for inspection"),
+                ("parts_in_flight", "Parts waiting for their checks"),
+                ("journal_pending", "Parts waiting in the journal for the database"),
+                ("parts_per_min_last_60s", "Parts decided in the last minute"),
+                ("latency_ms_p50", "Median image-to-decision latency (ms)"),
+                ("latency_ms_p99", "99th percentile image-to-decision latency (ms)"),
+            ):
                 metric = GaugeMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
                 metric.add_metric([station.name], float(status[key] or 0.0))
                 yield metric
@@ -239,7 +249,9 @@ class ApiServer:
         end = time.monotonic() + timeout_s
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > end:
-                raise OSError(f"REST API did not start on {self.server.config.host}:{self.server.config.port}")
+                raise OSError(
+                    f"REST API did not start on {self.server.config.host}:{self.server.config.port}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:

@@ -47,7 +47,8 @@ class Aligner:
         grey = _grey_float(image)
         if grey.shape != self._ref.shape:
             raise AlignmentError(
-                f"image is {grey.shape[1]}x{grey.shape[0]}, reference is {self._ref.shape[1]}x{self._ref.shape[0]}"
+                f"image is {grey.shape[1]}x{grey.shape[0]}, "
+                f"reference is {self._ref.shape[1]}x{self._ref.shape[0]}"
             )
         (dx, dy), response = cv2.phaseCorrelate(self._ref, grey, self._window)
         h, w = grey.shape
@@ -68,5 +69,9 @@ class Aligner:
         warp = self.estimate(image)
         h, w = image.shape[:2]
         return cv2.warpAffine(
-            image, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+            image,
+            warp,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
         )

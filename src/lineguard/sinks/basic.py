@@ -62,8 +62,14 @@ class WebhookSink(Sink):
     """POSTs each result as JSON to a URL (MES, a message bridge). Bounded: when the receiver is down
     longer than the queue lasts, results are counted as dropped (they stay in the record)."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0, queue_size: int = 1000, token_env: str | None = None,
-                 retries: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 2.0,
+        queue_size: int = 1000,
+        token_env: str | None = None,
+        retries: int = 2,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url must be http(s)://, got {url!r}")
         self.url = url

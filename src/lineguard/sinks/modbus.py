@@ -19,6 +19,7 @@ Modbus TCP has no authentication: bind it to the PLC network's interface only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -59,8 +60,13 @@ def input_registers(handshake: Handshake) -> list[int]:
     regs = [0] * IR_COUNT
     regs[IR_ERROR_CODE] = state.error_code
     regs[IR_SEQ : IR_SEQ + 2] = _u32(current.seq if current else 0)
-    for address, key in ((IR_TOTAL, "total"), (IR_OK, "OK"), (IR_NG, "NG"), (IR_REVIEW, "REVIEW"),
-                         (IR_OVERFLOWED, "overflowed")):
+    for address, key in (
+        (IR_TOTAL, "total"),
+        (IR_OK, "OK"),
+        (IR_NG, "NG"),
+        (IR_REVIEW, "REVIEW"),
+        (IR_OVERFLOWED, "overflowed"),
+    ):
         regs[address : address + 2] = _u32(counters.get(key, 0))
     regs[IR_BUFFERED] = min(state.buffered, 0xFFFF)
     regs[IR_PART_ID : IR_PART_ID + PART_ID_REGISTERS] = text_to_registers(current.part_id if current else "")
@@ -130,13 +136,19 @@ class ModbusSink(Sink):
             action=self._action,
         )
         self._loop = asyncio.new_event_loop()
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
         ready = threading.Event()
+
+        async def serve() -> None:
+            self._server = ModbusTcpServer(device, address=(self.host, self.port))  # needs the running loop
+            ready.set()
+            await self._server.serve_forever()
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
-            self._loop.call_soon(ready.set)
-            self._loop.run_until_complete(self._server.serve_forever())
+            try:
+                self._loop.run_until_complete(serve())
+            finally:
+                ready.set()
 
         self._thread = threading.Thread(target=run, name="modbus", daemon=True)
         self._thread.start()
@@ -152,11 +164,10 @@ class ModbusSink(Sink):
     def close(self) -> None:
         if self._loop is None:
             return
-        future = asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop)
-        try:
-            future.result(timeout=5)
-        except Exception:
-            pass
+        if self._server is not None:
+            future = asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop)
+            with contextlib.suppress(Exception):  # already down; the thread join below is what matters
+                future.result(timeout=5)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._loop.close()

@@ -19,6 +19,7 @@ write; users log in with a name and a password kept in an environment variable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import os
@@ -35,8 +36,10 @@ def _ruleset(allow_anonymous_writes: bool):
     from asyncua import ua
     from asyncua.crypto.permission_rules import ADMIN_TYPES, USER_TYPES, PermissionRuleset, UserRole
 
-    writes = {ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
-              ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)}
+    writes = {
+        ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
+        ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
+    }
     user_ids = {ua.NodeId(t) for t in USER_TYPES}
     allowed = {
         UserRole.Admin: user_ids | {ua.NodeId(t) for t in ADMIN_TYPES},
@@ -106,10 +109,21 @@ class OpcUaSink(Sink):
         for user in config.users:
             password = os.environ.get(user.password_env)
             if not password:
-                raise ValueError(f"sinks.opcua.users: {user.name}'s password variable {user.password_env} is not set")
+                raise ValueError(
+                    f"sinks.opcua.users: {user.name}'s password variable {user.password_env} is not set"
+                )
             users[user.name] = password
-        return cls(config.endpoint, config.namespace, tuple(config.security), config.certificate,
-                   config.private_key, users, config.allow_anonymous_writes, config.result_buffer, state_dir)
+        return cls(
+            config.endpoint,
+            config.namespace,
+            tuple(config.security),
+            config.certificate,
+            config.private_key,
+            users,
+            config.allow_anonymous_writes,
+            config.result_buffer,
+            state_dir,
+        )
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -123,7 +137,9 @@ class OpcUaSink(Sink):
         if not self._started.wait(30):
             raise OSError(f"OPC UA server {self.endpoint} did not start within 30 s")
         if self._failure is not None:
-            raise OSError(f"OPC UA server {self.endpoint} failed to start: {self._failure}") from self._failure
+            raise OSError(
+                f"OPC UA server {self.endpoint} failed to start: {self._failure}"
+            ) from self._failure
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -143,7 +159,11 @@ class OpcUaSink(Sink):
         folder.mkdir(parents=True, exist_ok=True)
         key, cert = folder / "server-key.pem", folder / "server-cert.der"
         await setup_self_signed_certificate(
-            key, cert, self.namespace, "localhost", [ExtendedKeyUsageOID.SERVER_AUTH],
+            key,
+            cert,
+            self.namespace,
+            "localhost",
+            [ExtendedKeyUsageOID.SERVER_AUTH],
             {"organizationName": "LineGuard", "commonName": "LineGuard station"},
         )
         os.chmod(key, 0o600)
@@ -181,20 +201,37 @@ class OpcUaSink(Sink):
             nodes[name] = node
 
         V = ua.VariantType
-        for name, value, variant in (("State", "", V.String), ("Ready", False, V.Boolean),
-                                     ("Error", False, V.Boolean), ("ErrorCode", 0, V.UInt32),
-                                     ("Recipe", "", V.String), ("TriggerAck", False, V.Boolean),
-                                     ("ResultValid", False, V.Boolean)):
+        for name, value, variant in (
+            ("State", "", V.String),
+            ("Ready", False, V.Boolean),
+            ("Error", False, V.Boolean),
+            ("ErrorCode", 0, V.UInt32),
+            ("Recipe", "", V.String),
+            ("TriggerAck", False, V.Boolean),
+            ("ResultValid", False, V.Boolean),
+        ):
             await var(station, name, value, variant)
-        for name, value, variant in (("Trigger", False, V.Boolean), ("PartIdIn", "", V.String),
-                                     ("ResultAck", False, V.Boolean), ("ErrorReset", False, V.Boolean)):
+        for name, value, variant in (
+            ("Trigger", False, V.Boolean),
+            ("PartIdIn", "", V.String),
+            ("ResultAck", False, V.Boolean),
+            ("ErrorReset", False, V.Boolean),
+        ):
             await var(station, name, value, variant, writable=True)
         result = await station.add_object(idx, "Result")
-        for name, value, variant in (("Seq", 0, V.UInt32), ("PartId", "", V.String), ("Uid", "", V.String),
-                                     ("Verdict", "", V.String), ("OK", False, V.Boolean), ("NG", False, V.Boolean),
-                                     ("REVIEW", False, V.Boolean), ("Reason", "", V.String),
-                                     ("Scores", "{}", V.String), ("DecidedAt", datetime.now(UTC), V.DateTime),
-                                     ("LatencyMs", 0.0, V.Double)):
+        for name, value, variant in (
+            ("Seq", 0, V.UInt32),
+            ("PartId", "", V.String),
+            ("Uid", "", V.String),
+            ("Verdict", "", V.String),
+            ("OK", False, V.Boolean),
+            ("NG", False, V.Boolean),
+            ("REVIEW", False, V.Boolean),
+            ("Reason", "", V.String),
+            ("Scores", "{}", V.String),
+            ("DecidedAt", datetime.now(UTC), V.DateTime),
+            ("LatencyMs", 0.0, V.Double),
+        ):
             nodes[f"Result.{name}"] = await result.add_variable(idx, name, ua.Variant(value, variant))
         counters = await station.add_object(idx, "Counters")
         for name in ("Total", "OK", "NG", "REVIEW", "Overflowed", "Buffered"):
@@ -238,14 +275,17 @@ class OpcUaSink(Sink):
                     await put("Result.LatencyMs", float(current.latency_ms), V.Double)
                 await put("TriggerAck", state.trigger_ack, V.Boolean)
                 await put("ResultValid", state.result_valid, V.Boolean)
-                for name, key in (("Total", "total"), ("OK", "OK"), ("NG", "NG"), ("REVIEW", "REVIEW"),
-                                  ("Overflowed", "overflowed")):
+                for name, key in (
+                    ("Total", "total"),
+                    ("OK", "OK"),
+                    ("NG", "NG"),
+                    ("REVIEW", "REVIEW"),
+                    ("Overflowed", "overflowed"),
+                ):
                     await put(f"Counters.{name}", int(state.counters.get(key, 0)), V.UInt32)
                 await put("Counters.Buffered", state.buffered, V.UInt32)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_s)
-                except TimeoutError:
-                    pass
 
     def publish(self, result: PublishedResult) -> None:
         self.handshake.publish(result)

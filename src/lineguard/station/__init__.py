@@ -60,7 +60,9 @@ def run_station(
             from lineguard.api import ApiServer, create_app, resolve_token
 
             token = resolve_token(
-                os.environ.get(config.api.token_env), config.api.token_file, Path(config.state_dir) / "api-token"
+                os.environ.get(config.api.token_env),
+                config.api.token_file,
+                Path(config.state_dir) / "api-token",
             )
             api_server = ApiServer(create_app(station, token), config.api.host, config.api.port)
             api_server.start()
@@ -86,4 +88,12 @@ def run_station(
     return station
 
 
-__all__ = ["ConfigError", "Station", "StationConfig", "build_sinks", "load_config", "parse_config", "run_station"]
+__all__ = [
+    "ConfigError",
+    "Station",
+    "StationConfig",
+    "build_sinks",
+    "load_config",
+    "parse_config",
+    "run_station",
+]

@@ -1,4 +1,4 @@
-"""One check of a recipe: undistort, align, crop the ROI, run the bundle, turn what happened into an outcome."""
+"""One check of a recipe: undistort, align, crop the ROI, run the bundle, and say what happened."""
 
 from __future__ import annotations
 
@@ -42,13 +42,16 @@ class CheckRunner:
         self.bundle_sha256 = hashlib.sha256(manifest_file.read_bytes()).hexdigest()
         model = self.inspector.manifest.get("model") or {}
         self.model_version = (
-            f"{model.get('kind', '?')}/{model.get('backbone', '?')}@{self.inspector.manifest.get('created', '?')}"
+            f"{model.get('kind', '?')}/{model.get('backbone', '?')}"
+            f"@{self.inspector.manifest.get('created', '?')}"
         )[:64]
         self.thresholds = {
             "review": float(self.inspector.thresholds.review),
             "ng": float(self.inspector.thresholds.ng),
         }
-        self.calibration = CameraCalibration.load(config.camera_calibration) if config.camera_calibration else None
+        self.calibration = (
+            CameraCalibration.load(config.camera_calibration) if config.camera_calibration else None
+        )
         self.aligner = (
             Aligner(read_image(config.align_to), motion=config.align_motion) if config.align_to else None
         )

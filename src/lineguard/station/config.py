@@ -34,7 +34,9 @@ class FolderSourceConfig(_Strict):
     pattern: str = "*"
     watch: bool = False
     poll_s: float = Field(0.2, gt=0)
-    settle_s: float = Field(0.2, ge=0, description="a new file is read once its size has not changed this long")
+    settle_s: float = Field(
+        0.2, ge=0, description="a new file is read once its size has not changed this long"
+    )
     trigger: Trigger = "free_run"
 
 
@@ -97,7 +99,9 @@ class CheckConfig(_Strict):
     bundle: Path
     source: str
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in pixels")
-    camera_calibration: Path | None = Field(None, description="undistort with this `lineguard calibrate` file")
+    camera_calibration: Path | None = Field(
+        None, description="undistort with this `lineguard calibrate` file"
+    )
     align_to: Path | None = Field(None, description="reference image to align each part to first")
     align_motion: Literal["translation", "euclidean"] = "translation"
 
@@ -112,7 +116,9 @@ class CheckConfig(_Strict):
 class RecipeConfig(_Strict):
     checks: list[CheckConfig] = Field(min_length=1)
     on_missing: Literal["REVIEW", "NG"] = Field("NG", description="a check with no result by the deadline")
-    on_failed: Literal["REVIEW", "NG"] = Field("NG", description="a check that failed: decode, model, overload")
+    on_failed: Literal["REVIEW", "NG"] = Field(
+        "NG", description="a check that failed: decode, model, overload"
+    )
 
     @model_validator(mode="after")
     def _unique_checks(self) -> RecipeConfig:

@@ -68,7 +68,9 @@ class LineScanAssembler:
             pos = np.asarray(self._positions)
             stack = np.stack(self._lines).astype(np.float32)
             # Row j samples the middle of its slice of the frame's span.
-            targets = self._frame_start + (np.arange(self.lines_per_frame) + 0.5) * span / self.lines_per_frame
+            targets = (
+                self._frame_start + (np.arange(self.lines_per_frame) + 0.5) * span / self.lines_per_frame
+            )
             upper = np.clip(np.searchsorted(pos, targets, side="left"), 1, len(pos) - 1)
             lower = upper - 1
             gap = pos[upper] - pos[lower]

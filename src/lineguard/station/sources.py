@@ -162,7 +162,26 @@ class FolderSource(Source):
         if last is None or last[0] != size:
             sizes[path.name] = (size, now)
             return self.config.settle_s == 0 and size > 0
-        return size > 0 and now - last[1] >= self.config.settle_s
+        if size == 0 or now - last[1] < self.config.settle_s:
+            return False
+        # A writer that stalls longer than settle_s: a PNG/JPEG without its end marker gets more time
+        # (then it is taken, and fails to decode, so the part is still decided fail-safe).
+        return _looks_complete(path) or now - last[1] >= max(5.0, 10 * self.config.settle_s)
+
+
+def _looks_complete(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            fh.seek(max(0, path.stat().st_size - 1024))
+            tail = fh.read()
+    except OSError:
+        return False
+    if head[:3] == b"\xff\xd8\xff":
+        return b"\xff\xd9" in tail
+    if head == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in tail[-32:]
+    return True
 
 
 class ReplaySource(Source):
@@ -172,7 +191,9 @@ class ReplaySource(Source):
         super().__init__(name, config.trigger)
         self.config = config
         self.finite = not config.loop or config.limit is not None
-        self.backpressure = config.ppm == 0  # "as fast as taken"; at a set rate it is a line that does not wait
+        self.backpressure = (
+            config.ppm == 0
+        )  # "as fast as taken"; at a set rate it is a line that does not wait
         self.paths = _matching_images(config.path, config.pattern)
         if not self.paths:
             raise FileNotFoundError(f"{config.path}: no images matching {config.pattern!r} to replay")
@@ -236,7 +257,9 @@ class VideoSource(Source):
                     taken += 1
                     seq = self._next_seq()
                     image = bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    yield Frame(self.name, seq, triggered_id, f"{self.config.url} frame {read - 1}", image=image)
+                    yield Frame(
+                        self.name, seq, triggered_id, f"{self.config.url} frame {read - 1}", image=image
+                    )
             finally:
                 capture.release()
             if self.is_file:
@@ -260,8 +283,10 @@ def genicam_to_image(data: np.ndarray, width: int, height: int, pixel_format: st
     if pixel_format == "Mono8":
         return flat.reshape(height, width).copy()
     if pixel_format in ("Mono10", "Mono12", "Mono14", "Mono16"):
-        return flat.view(np.uint16).reshape(height, width).copy() if flat.dtype == np.uint8 else (
-            flat.astype(np.uint16).reshape(height, width).copy()
+        return (
+            flat.view(np.uint16).reshape(height, width).copy()
+            if flat.dtype == np.uint8
+            else (flat.astype(np.uint16).reshape(height, width).copy())
         )
     if pixel_format in ("RGB8", "RGB8Packed"):
         return flat.reshape(height, width, 3).copy()
@@ -319,7 +344,9 @@ class GenICamSource(Source):
         else:
             if config.index >= len(devices):
                 self.harvester.reset()
-                raise OSError(f"camera index {config.index} but {len(devices)} camera(s) found via {config.cti}")
+                raise OSError(
+                    f"camera index {config.index} but {len(devices)} camera(s) found via {config.cti}"
+                )
             index = config.index
         self.device = f"{devices[index].model} {devices[index].serial_number}"
         self.acquirer = self.harvester.create(index)
@@ -366,8 +393,13 @@ class GenICamSource(Source):
                     images = self.assembler.push(images[0])
             except Exception as exc:  # a timeout or a broken buffer is that part's failure, not the station's
                 taken += 1
-                yield Frame(self.name, self._next_seq(), part_id, f"camera {self.device}", error=str(exc) or
-                            type(exc).__name__)
+                yield Frame(
+                    self.name,
+                    self._next_seq(),
+                    part_id,
+                    f"camera {self.device}",
+                    error=str(exc) or type(exc).__name__,
+                )
                 continue
             for image in images:
                 taken += 1

@@ -111,8 +111,17 @@ class Station:
         self.error = ""
         self.error_code = ErrorCode.NONE
         self.started_at: datetime | None = None
-        self.counters = {"parts": 0, "OK": 0, "REVIEW": 0, "NG": 0, "overload": 0, "stale_skipped": 0,
-                         "late_frames": 0, "journalled": 0, "reported": 0}
+        self.counters = {
+            "parts": 0,
+            "OK": 0,
+            "REVIEW": 0,
+            "NG": 0,
+            "overload": 0,
+            "stale_skipped": 0,
+            "late_frames": 0,
+            "journalled": 0,
+            "reported": 0,
+        }
         self._latencies: deque[float] = deque(maxlen=5000)
         self._decided_times: deque[float] = deque(maxlen=100_000)
         self._ok_index = 0
@@ -157,8 +166,12 @@ class Station:
         for sink in self.sinks:
             sink.start(self)
         replayed = self.store.replay_journal()
-        self.store.add_event(self.name, "start", f"run {self.run_id}, recipe {self.recipe.name}"
-                             + (f", {replayed} journalled parts replayed" if replayed else ""))
+        self.store.add_event(
+            self.name,
+            "start",
+            f"run {self.run_id}, recipe {self.recipe.name}"
+            + (f", {replayed} journalled parts replayed" if replayed else ""),
+        )
         self.started_at = datetime.now(UTC)
         self.state = "running"
         self._notify_state()
@@ -273,7 +286,9 @@ class Station:
             except queue.Full:
                 with self._lock:
                     self.counters["overload"] += 1
-                self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, "overload: inspection queue full")))
+                self._add(
+                    uid, CheckRun(CheckOutcome(runner.name, None, None, "overload: inspection queue full"))
+                )
 
     def _add(self, uid: str, run: CheckRun) -> None:
         with self._lock:
@@ -306,9 +321,13 @@ class Station:
                 continue
             frame = item.frame
             try:
-                image = frame.image if frame.image is not None else decode_image(frame.data or b"", frame.name)
+                image = (
+                    frame.image if frame.image is not None else decode_image(frame.data or b"", frame.name)
+                )
             except DataError as exc:
-                self._add(item.uid, CheckRun(CheckOutcome(item.runner.name, None, None, f"decode error: {exc}")))
+                self._add(
+                    item.uid, CheckRun(CheckOutcome(item.runner.name, None, None, f"decode error: {exc}"))
+                )
                 continue
             self._add(item.uid, item.runner.run(image))
 
@@ -397,7 +416,9 @@ class Station:
                 try:
                     image_sha = self.archive.put_image(run.image)
                     if run.anomaly_map is not None and self.config.store.keep_heatmaps:
-                        heatmap_sha = self.archive.put_image(heatmap_png(run.anomaly_map, runner.thresholds["ng"]))
+                        heatmap_sha = self.archive.put_image(
+                            heatmap_png(run.anomaly_map, runner.thresholds["ng"])
+                        )
                 except (OSError, ValueError) as exc:
                     reasons.append(f"{runner.name}: image not archived ({exc})")
             checks.append(

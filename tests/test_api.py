@@ -1,0 +1,97 @@
+"""The REST API over a real uvicorn server on loopback: token auth, results, images, metrics, changeover."""
+
+from __future__ import annotations
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from conftest import write_line
+from postgres_server import free_port
+from station_helpers import station_config, wait_for
+
+from lineguard.api import ApiServer, create_app, resolve_token
+from lineguard.station import Station, build_sinks
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def served(station_bundle, tmp_path):
+    truth = write_line(tmp_path / "line", 10, defect_every=5)
+    check = {"bundle": str(station_bundle), "source": "cam1"}
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        recipes={"A": {"checks": [{"name": "surface", **check}]}, "B": {"checks": [{"name": "b", **check}]}},
+        recipe="A",
+        store={"keep_ok_every": 0},
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    port = free_port()
+    server = ApiServer(create_app(station, TOKEN), "127.0.0.1", port)
+    server.start()
+    wait_for(lambda: station.counters["parts"] == 10, what="parts decided")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    yield client, station, truth
+    client.close()
+    server.stop()
+    station.stop()
+
+
+def test_token_is_required_everywhere_but_health(served):
+    client, _, _ = served
+    assert client.get("/health").json() == {"status": "ok", "state": "running"}
+    for path in ("/status", "/counters", "/results", "/recipes", "/metrics"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"}).status_code == 401
+    assert client.post("/recipes/B/activate").status_code == 401
+    schema = client.get("/openapi.json").json()
+    assert {"/results", "/results/{uid}", "/results/{uid}/image", "/metrics"} <= set(schema["paths"])
+
+
+def test_results_counters_images_metrics_and_changeover(served):
+    client, station, truth = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    counters = client.get("/counters", headers=auth).json()
+    assert counters["run"]["parts"] == 10 and counters["all_time"]["NG"] == 2
+    ng = client.get("/results", params={"verdict": "NG"}, headers=auth).json()
+    assert sorted(p["part_id"] for p in ng) == sorted(k for k, bad in truth.items() if bad)
+    page1 = client.get("/results", params={"limit": 4}, headers=auth).json()
+    page2 = client.get("/results", params={"limit": 4, "offset": 4}, headers=auth).json()
+    assert len(page1) == len(page2) == 4 and not {p["uid"] for p in page1} & {p["uid"] for p in page2}
+    assert client.get("/results", params={"limit": 5000}, headers=auth).status_code == 422
+    assert client.get("/results", params={"since": "2026-01-01T00:00:00"}, headers=auth).status_code == 422
+    one = client.get("/results", params={"part_id": "p004"}, headers=auth).json()
+    assert len(one) == 1 and one[0]["verdict"] == "NG"
+    uid = one[0]["uid"]
+    detail = client.get(f"/results/{uid}", headers=auth).json()
+    assert detail["checks"][0]["check"] == "surface" and detail["checks"][0]["score"] > 0
+    image = client.get(f"/results/{uid}/image", headers=auth)
+    heat = client.get(f"/results/{uid}/heatmap", params={"check": "surface"}, headers=auth)
+    assert image.headers["content-type"] == heat.headers["content-type"] == "image/png"
+    assert cv2.imdecode(np.frombuffer(image.content, np.uint8), 0).shape == (128, 128)
+    ok_uid = client.get("/results", params={"verdict": "OK", "limit": 1}, headers=auth).json()[0]["uid"]
+    assert client.get(f"/results/{ok_uid}/image", headers=auth).status_code == 404  # keep_ok_every: 0
+    assert client.get("/results/no-such-part", headers=auth).status_code == 404
+    metrics = client.get("/metrics", headers=auth).text
+    assert 'lineguard_parts_total{station="test-line",verdict="NG"} 2.0' in metrics
+    assert "lineguard_latency_ms_p99" in metrics
+    assert client.get("/recipes", headers=auth).json() == {"active": "A", "recipes": ["A", "B"]}
+    assert client.post("/recipes/B/activate", headers=auth).json()["active"] == "B"
+    assert client.post("/recipes/C/activate", headers=auth).status_code == 404
+    assert station.recipe.name == "B"
+    assert client.post("/trigger", headers=auth).status_code == 409  # a free-running source
+
+
+def test_token_resolution(tmp_path):
+    assert resolve_token("from-env", None, tmp_path / "t") == "from-env"
+    made = resolve_token(None, None, tmp_path / "t")
+    assert len(made) >= 32 and (tmp_path / "t").stat().st_mode & 0o777 == 0o600
+    assert resolve_token(None, None, tmp_path / "t") == made  # kept across restarts
+    with pytest.raises(ValueError, match="missing or empty"):
+        resolve_token(None, tmp_path / "absent", tmp_path / "t")
+    with pytest.raises(ValueError, match="at least 16"):
+        create_app(object(), "short")

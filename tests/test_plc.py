@@ -1,0 +1,212 @@
+"""PLC integration on loopback: the handshake logic, a real Modbus TCP client and a real OPC UA client
+(Basic256Sha256 Sign&Encrypt, user login) triggering parts and acknowledging results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import write_line
+from postgres_server import free_port
+from station_helpers import station_config, wait_for
+
+from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
+from lineguard.station import Station, build_sinks
+
+
+def result(seq: int, verdict: str = "OK") -> PublishedResult:
+    return PublishedResult(
+        seq, f"u{seq}", f"P{seq}", verdict, "", {"c": 1.0}, "2026-11-28T08:00:00+00:00", 5.0
+    )
+
+
+def test_handshake_trigger_needs_a_full_cycle_and_results_wait_for_ack():
+    fired = []
+    hs = Handshake(buffer_size=2, on_trigger=fired.append)
+    hs.set_trigger(True, "A1")
+    hs.set_trigger(True, "A2")  # still high: not a new trigger
+    assert fired == ["A1"] and hs.state().trigger_ack
+    hs.set_trigger(False)
+    assert not hs.state().trigger_ack
+    hs.set_trigger(True, None)
+    assert fired == ["A1", None]
+
+    hs.publish(result(1))
+    hs.publish(result(2, "NG"))
+    hs.publish(result(3))  # buffer of 2 is full: not presented, error raised, still counted
+    state = hs.state()
+    assert state.result_valid and state.current.seq == 1 and state.buffered == 1
+    assert state.error and state.error_code == ErrorCode.RESULT_BUFFER_OVERFLOW
+    assert state.counters == {"total": 3, "OK": 2, "NG": 1, "REVIEW": 0, "overflowed": 1}
+    hs.set_result_ack(True)
+    assert not hs.state().result_valid and hs.state().current is None
+    hs.set_result_ack(True)  # held high: nothing more happens
+    assert hs.state().current is None
+    hs.set_result_ack(False)  # the next result only after the PLC dropped its ack
+    assert hs.state().result_valid and hs.state().current.seq == 2
+    hs.reset_error()
+    assert not hs.state().error
+
+
+def test_modbus_text_and_register_encoding():
+    from lineguard.sinks.modbus import registers_to_text, text_to_registers
+
+    regs = text_to_registers("PN-0042")
+    assert len(regs) == 16 and regs[0] == (ord("P") << 8) | ord("N")
+    assert registers_to_text(regs) == "PN-0042"
+    assert registers_to_text(text_to_registers("X" * 40)) == "X" * 32  # truncated to the field
+
+
+def _triggered_station(tmp_path, bundle, sinks_doc):
+    truth = write_line(tmp_path / "line", 4, defect_every=2)
+    config = station_config(
+        tmp_path,
+        bundle,
+        tmp_path / "line",
+        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "trigger": "external"}},
+        sinks=sinks_doc,
+    )
+    return Station(config, build_sinks(config)), truth
+
+
+def test_modbus_client_does_the_handshake(station_bundle, tmp_path):
+    from pymodbus.client import ModbusTcpClient
+
+    from lineguard.sinks import modbus as m
+
+    port = free_port()
+    station, truth = _triggered_station(tmp_path, station_bundle, {"modbus": {"port": port, "device_id": 1}})
+    station.start()
+    client = ModbusTcpClient("127.0.0.1", port=port)
+    assert client.connect()
+
+    def bits():
+        return client.read_discrete_inputs(0, count=8, device_id=1).bits
+
+    try:
+        assert bits()[m.DI_READY] and not bits()[m.DI_RESULT_VALID]
+        verdicts = []
+        for i in range(4):
+            client.write_registers(m.HR_PART_ID, m.text_to_registers(f"PN-{i}"), device_id=1)
+            client.write_coil(m.COIL_TRIGGER, True, device_id=1)
+            wait_for(lambda: bits()[m.DI_TRIGGER_ACK], what="TriggerAck")
+            client.write_coil(m.COIL_TRIGGER, False, device_id=1)
+            wait_for(lambda: not bits()[m.DI_TRIGGER_ACK], what="TriggerAck cleared")
+            wait_for(lambda: bits()[m.DI_RESULT_VALID], what="ResultValid")
+            regs = client.read_input_registers(0, count=m.IR_COUNT, device_id=1).registers
+            flags = bits()
+            part_id = m.registers_to_text(regs[m.IR_PART_ID : m.IR_PART_ID + m.PART_ID_REGISTERS])
+            seq = (regs[m.IR_SEQ] << 16) | regs[m.IR_SEQ + 1]
+            verdict = {1: "OK", 2: "REVIEW", 3: "NG"}[regs[m.IR_VERDICT]]
+            assert flags[{"OK": m.DI_OK, "NG": m.DI_NG, "REVIEW": m.DI_REVIEW}[verdict]]
+            assert (part_id, seq) == (f"PN-{i}", i + 1)
+            verdicts.append(verdict)
+            client.write_coil(m.COIL_RESULT_ACK, True, device_id=1)
+            wait_for(lambda: not bits()[m.DI_RESULT_VALID], what="ResultValid cleared")
+            client.write_coil(m.COIL_RESULT_ACK, False, device_id=1)
+        regs = client.read_input_registers(0, count=m.IR_COUNT, device_id=1).registers
+        assert (regs[m.IR_TOTAL + 1], regs[m.IR_NG + 1]) == (4, 2)
+        assert verdicts == ["NG" if truth[f"p{i:03d}"] else "OK" for i in range(4)]
+    finally:
+        client.close()
+        station.stop()
+
+
+def _client_certificate(folder):
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key, cert = folder / "client-key.pem", folder / "client-cert.der"
+    asyncio.run(
+        setup_self_signed_certificate(
+            key,
+            cert,
+            "urn:lineguard:test-plc",
+            "localhost",
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"commonName": "test PLC"},
+        )
+    )
+    return cert, key
+
+
+async def _opcua_plc(url, cert, key, user, password, n_parts):
+    from asyncua import Client, ua
+
+    client = Client(url, timeout=10)
+    await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+    if user:
+        client.set_user(user)
+        client.set_password(password)
+    async with client:
+        ns = await client.get_namespace_index("urn:lineguard:station")
+        base = ["0:Objects", f"{ns}:LineGuard", f"{ns}:test-line"]
+        node = {}
+        for name in ("Trigger", "PartIdIn", "TriggerAck", "ResultValid", "ResultAck", "Ready", "State"):
+            node[name] = await client.nodes.root.get_child([*base, f"{ns}:{name}"])
+        for name in ("Verdict", "PartId", "Seq", "Scores"):
+            node[name] = await client.nodes.root.get_child([*base, f"{ns}:Result", f"{ns}:{name}"])
+        node["Total"] = await client.nodes.root.get_child([*base, f"{ns}:Counters", f"{ns}:Total"])
+        assert await node["Ready"].read_value() and await node["State"].read_value() == "running"
+        if not user:
+            with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
+                await node["Trigger"].write_value(True)
+            return []
+
+        async def until(name, value):
+            end = time.monotonic() + 20
+            while await node[name].read_value() != value:
+                assert time.monotonic() < end, f"{name} never became {value}"
+                await asyncio.sleep(0.02)
+
+        seen = []
+        for i in range(n_parts):
+            await node["PartIdIn"].write_value(f"UA-{i}")
+            await node["Trigger"].write_value(True)
+            await until("TriggerAck", True)
+            await node["Trigger"].write_value(False)
+            await until("ResultValid", True)
+            seen.append(
+                (
+                    await node["PartId"].read_value(),
+                    await node["Verdict"].read_value(),
+                    await node["Seq"].read_value(),
+                )
+            )
+            await node["ResultAck"].write_value(True)
+            await until("ResultValid", False)
+            await node["ResultAck"].write_value(False)
+        seen.append(await node["Total"].read_value())
+        return seen
+
+
+def test_opcua_client_does_the_handshake_encrypted_and_anonymous_cannot_write(
+    station_bundle, tmp_path, monkeypatch
+):
+    ua = pytest.importorskip("asyncua").ua
+    monkeypatch.setenv("LG_TEST_PLC_PASSWORD", "s3cret-for-tests")
+    port = free_port()
+    url = f"opc.tcp://127.0.0.1:{port}/lineguard/"
+    station, truth = _triggered_station(
+        tmp_path,
+        station_bundle,
+        {
+            "opcua": {
+                "endpoint": url,
+                "users": [{"name": "plc", "password_env": "LG_TEST_PLC_PASSWORD"}],
+            }
+        },
+    )
+    station.start()
+    try:
+        cert, key = _client_certificate(tmp_path)
+        seen = asyncio.run(_opcua_plc(url, cert, key, "plc", "s3cret-for-tests", 3))
+        assert seen[:3] == [(f"UA-{i}", "NG" if truth[f"p{i:03d}"] else "OK", i + 1) for i in range(3)]
+        assert seen[3] == 3
+        assert asyncio.run(_opcua_plc(url, cert, key, None, None, 0)) == []  # read yes, write refused
+        with pytest.raises(ua.UaError):  # a wrong password gets no session at all
+            asyncio.run(_opcua_plc(url, cert, key, "plc", "wrong", 0))
+    finally:
+        station.stop()
+    assert (tmp_path / "state" / "opcua" / "server-cert.der").is_file()  # self-signed on first start
