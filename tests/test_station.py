@@ -352,3 +352,9 @@ def test_station_runs_without_torch(station_bundle, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "parts      6 | OK 4 REVIEW 0 NG 2" in out.stdout
     assert len(reported(tmp_path)) == 6
+
+
+@pytest.mark.parametrize("name", ["elpv-station.yaml", "station-full.yaml"])
+def test_example_configs_are_valid(name):
+    config = load_config(Path(__file__).resolve().parents[1] / "examples" / name)
+    assert config.recipe in config.recipes

@@ -61,25 +61,6 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _split_as_fitted(
-    metadata: dict,
-    data: Path,
-    format: DataFormat,
-    seed: int | None = None,
-    test_fraction: float | None = None,
-):
-    """DATA split as `fit` split it (its stored seed and test fraction), unless overridden."""
-    from lineguard.data import open_dataset
-
-    split_info = metadata.get("split", {})
-    return open_dataset(
-        data,
-        format.value,
-        seed=seed if seed is not None else int(split_info.get("seed", 0)),
-        test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
-    )
-
-
 def load_scorer(path: Path, threads: int | None = None):
     """A bundle (manifest.json) runs on ONNX Runtime; a model folder on PyTorch."""
     from lineguard.runtime import is_bundle, load_bundle
@@ -222,11 +203,11 @@ def evaluate(
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
     """Score the test split of DATA and write REPORT/metrics.json, ROC, histogram, heatmaps."""
-    from lineguard.evaluation import evaluate_anomaly_model
+    from lineguard.evaluation import evaluate_anomaly_model, split_as_fitted
 
     try:
         estimator = load_scorer(model_path, threads)
-        split = _split_as_fitted(estimator.metadata, data, format, seed, test_fraction)
+        split = split_as_fitted(estimator.metadata, data, format.value, seed, test_fraction)
         metrics = evaluate_anomaly_model(estimator, split, out, progress=True)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
@@ -388,10 +369,10 @@ def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):
     """INT8 calibration images (good training images, spread over the set), the guard's
     validation set (the test split, minus any image the model was fitted or calibrated on)
     and the threshold hold-out on which INT8 scores are mapped (None if not found in DATA)."""
-    from lineguard.evaluation import unseen_test_samples
+    from lineguard.evaluation import split_as_fitted, unseen_test_samples
     from lineguard.train.fit import iter_images
 
-    split = _split_as_fitted(model.metadata, data, format)
+    split = split_as_fitted(model.metadata, data, format.value)
     good = split.train[:: max(1, len(split.train) // n_calibration)][:n_calibration]
     test = unseen_test_samples(split, model.metadata)
     if not good or not test:

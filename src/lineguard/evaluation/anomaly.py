@@ -69,6 +69,25 @@ def _chunks(items: Sequence[SampleRef], size: int):
         yield items[i : i + size]
 
 
+def split_as_fitted(
+    metadata: dict[str, Any],
+    data: str | Path,
+    format: str,
+    seed: int | None = None,
+    test_fraction: float | None = None,
+) -> DataSplit:
+    """DATA split as `fit` split it (its stored seed and test fraction), unless overridden."""
+    from lineguard.data import open_dataset
+
+    split_info = metadata.get("split", {})
+    return open_dataset(
+        data,
+        str(format),
+        seed=seed if seed is not None else int(split_info.get("seed", 0)),
+        test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
+    )
+
+
 def unseen_test_samples(split: DataSplit, metadata: dict[str, Any]) -> list[SampleRef]:
     """The test split minus every image the model was fitted or calibrated on."""
     seen = set(metadata.get("seen_files", []))
