@@ -11,8 +11,10 @@ set -x
 lineguard fit elpv --format elpv --out runs/elpv-model
 lineguard evaluate runs/elpv-model elpv --format elpv --out runs/elpv-report
 lineguard export runs/elpv-model --out runs/elpv-bundle
-# The line: held-out cells (never used in fitting or calibration), named by their true label.
+# The line: held-out cells (never used in fitting or calibration) in a fixed shuffled order,
+# named by their true label.
 python - <<'PY'
+import random
 import shutil
 from pathlib import Path
 from lineguard.evaluation import split_as_fitted, unseen_test_samples
@@ -23,7 +25,9 @@ line = Path("runs/elpv-line")
 shutil.rmtree(line, ignore_errors=True)
 line.mkdir(parents=True)
 split = split_as_fitted(model.metadata, "elpv", "elpv")
-for i, sample in enumerate(unseen_test_samples(split, model.metadata)):
+cells = unseen_test_samples(split, model.metadata)
+random.Random(0).shuffle(cells)
+for i, sample in enumerate(cells):
     shutil.copy(sample.path, line / f"{i:04d}_{'defect' if sample.label else 'good'}{sample.path.suffix}")
 PY
 rm -rf runs/elpv-station

@@ -228,7 +228,7 @@ class StationConfig(_Strict):
 def _resolve(value: Any, base: Path) -> Any:
     """Paths relative to the YAML file's folder."""
     if isinstance(value, Path):
-        return value if value.is_absolute() else (base / value)
+        return value if value.is_absolute() else (base / value).resolve()
     if isinstance(value, BaseModel):
         return value.model_copy(
             update={name: _resolve(getattr(value, name), base) for name in type(value).model_fields}
