@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import write_line
+from conftest import textured_part, write_line
 from station_helpers import run_to_end, station_config, wait_for
 
 from lineguard.station import ConfigError, Station, build_sinks, load_config
@@ -358,3 +359,92 @@ def test_station_runs_without_torch(station_bundle, tmp_path):
 def test_example_configs_are_valid(name):
     config = load_config(Path(__file__).resolve().parents[1] / "examples" / name)
     assert config.recipe in config.recipes
+
+
+def test_roi_undistortion_and_alignment_run_per_check(station_bundle, tmp_path):
+    """Each part is undistorted, aligned to the reference and cropped before the bundle sees it;
+    an ROI outside the image fails that check (fail-safe), not the station."""
+    from lineguard.preprocess import CameraCalibration
+
+    rng = np.random.default_rng(11)
+    reference = np.full((160, 200), 90, np.uint8)
+    reference[16:144, 36:164] = textured_part(rng)
+    line = tmp_path / "line"
+    line.mkdir()
+    for i, (dx, dy) in enumerate([(0, 0), (5, -3), (-4, 6)]):
+        shifted = cv2.warpAffine(
+            reference, np.float32([[1, 0, dx], [0, 1, dy]]), (200, 160), borderMode=cv2.BORDER_REPLICATE
+        )
+        cv2.imwrite(str(line / f"p{i:03d}.png"), shifted)
+    cv2.imwrite(str(tmp_path / "reference.png"), reference)
+    camera = CameraCalibration(
+        np.array([[400.0, 0, 100], [0, 400.0, 80], [0, 0, 1]]), np.zeros(5), (200, 160), 0.1, 0.05
+    )
+    camera.save(tmp_path / "camera.json")
+    check = {
+        "bundle": str(station_bundle),
+        "source": "cam1",
+        "camera_calibration": str(tmp_path / "camera.json"),
+        "align_to": str(tmp_path / "reference.png"),
+    }
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        line,
+        store={"keep_ok_every": 1},
+        recipes={
+            "parts": {
+                "checks": [
+                    {"name": "inside", "roi": [36, 16, 128, 128], **check},
+                    {"name": "outside", "roi": [150, 100, 128, 128], **check},
+                ]
+            }
+        },
+    )
+    run_to_end(Station(config, build_sinks(config)))
+    parts = sorted(recorded(tmp_path)[0].values(), key=lambda p: p.part_id)
+    archive = ImageArchive(tmp_path / "state" / "images")
+    inside = [p.checks[0] for p in parts]
+    crops = [cv2.imdecode(np.frombuffer(archive.get_png(c.image_sha256), np.uint8), 0) for c in inside]
+    assert all(c.shape == (128, 128) for c in crops)
+    for crop in crops[1:]:  # shifted parts were brought back onto the reference before cropping
+        assert np.abs(crop[8:-8, 8:-8].astype(int) - crops[0][8:-8, 8:-8]).mean() < 2.0
+    assert all(c.decision == "OK" for c in inside)
+    assert all(p.verdict == "NG" and "outside" in p.reason and "ROI" in p.reason for p in parts)
+
+
+def test_webhook_posts_each_recorded_part(station_bundle, tmp_path, monkeypatch):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received, headers = [], []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            headers.append(self.headers.get("Authorization"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("LG_TEST_MES_TOKEN", "mes-secret")
+    write_line(tmp_path / "line", 5, defect_every=5)
+    url = f"http://127.0.0.1:{server.server_address[1]}/inspections"
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        sinks={"webhook": {"url": url, "token_env": "LG_TEST_MES_TOKEN"}},
+    )
+    try:
+        run_to_end(Station(config, build_sinks(config)))
+    finally:
+        server.shutdown()
+    parts, _ = recorded(tmp_path)
+    assert sorted(r["uid"] for r in received) == sorted(parts)
+    assert {r["verdict"] for r in received if r["part_id"] == "p004"} == {"NG"}
+    assert set(headers) == {"Bearer mes-secret"}
