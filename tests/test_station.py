@@ -448,3 +448,26 @@ def test_webhook_posts_each_recorded_part(station_bundle, tmp_path, monkeypatch)
     assert sorted(r["uid"] for r in received) == sorted(parts)
     assert {r["verdict"] for r in received if r["part_id"] == "p004"} == {"NG"}
     assert set(headers) == {"Bearer mes-secret"}
+
+
+def test_when_nothing_can_record_a_part_the_station_stops_deciding(station_bundle, tmp_path):
+    """Database and journal both failing (a full disk): no verdict may be reported unrecorded."""
+    write_line(tmp_path / "line", 10, defect_every=0)
+    config = station_config(tmp_path, station_bundle, tmp_path / "line")
+    station = Station(config, build_sinks(config))
+    real_record, calls = station.store.record, []
+
+    def record(part):
+        calls.append(part.uid)
+        if len(calls) > 3:
+            raise OSError(28, "No space left on device")
+        return real_record(part)
+
+    station.store.record = record
+    station.start()
+    try:
+        wait_for(lambda: station.state == "error", what="the station to fault")
+    finally:
+        station.stop()
+    assert len(reported(tmp_path)) == 3 == station.counters["parts"]
+    assert "No space left on device" in station.error and station.status()["error_code"] == 2

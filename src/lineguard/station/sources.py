@@ -392,6 +392,8 @@ class GenICamSource(Source):
                 if self.assembler is not None:
                     images = self.assembler.push(images[0])
             except Exception as exc:  # a timeout or a broken buffer is that part's failure, not the station's
+                if self.gate is None:
+                    continue  # free-running: no image means no part passed, not a failed part
                 taken += 1
                 yield Frame(
                     self.name,

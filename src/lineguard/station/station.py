@@ -329,7 +329,12 @@ class Station:
                     item.uid, CheckRun(CheckOutcome(item.runner.name, None, None, f"decode error: {exc}"))
                 )
                 continue
-            self._add(item.uid, item.runner.run(image))
+            try:
+                run = item.runner.run(image)
+            except Exception as exc:  # a bug must cost this check, never the worker thread
+                log.exception("check %s", item.runner.name)
+                run = CheckRun(CheckOutcome(item.runner.name, None, None, f"internal error: {exc}"))
+            self._add(item.uid, run)
 
     # -- deciding, recording, reporting ------------------------------------------------
 
@@ -345,7 +350,11 @@ class Station:
             for part in parts:
                 if self.state == "error":
                     continue  # nothing more is reported once a decision could not be made durable
-                self._finish(part)
+                try:
+                    self._finish(part)
+                except Exception as exc:  # never report what could not be recorded: stop deciding
+                    log.exception("deciding part %s", part.uid)
+                    self._fail(f"cannot decide part {part.uid}: {type(exc).__name__}: {exc}")
 
     def _finish(self, part: AssembledPart) -> None:
         with self._lock:
@@ -361,12 +370,7 @@ class Station:
         try:
             where = self.store.record(record)
         except Exception as exc:
-            self.error = f"cannot make part {part.uid} durable: {type(exc).__name__}: {exc}"
-            self.error_code = ErrorCode.RECORD_FAILED
-            self.state = "error"
-            log.critical(self.error)
-            self._notify_state()
-            self._stop.set()
+            self._fail(f"cannot make part {part.uid} durable: {type(exc).__name__}: {exc}")
             return
         latency_ms = 1e3 * (time.monotonic() - started)
         with self._lock:
@@ -444,6 +448,13 @@ class Station:
             reason="; ".join(reasons),
             recipe=recipe.name,
         )
+
+    def _fail(self, error: str) -> None:
+        """Stop deciding: the line must see the station as faulted, not as passing parts."""
+        self.error, self.error_code, self.state = error, ErrorCode.RECORD_FAILED, "error"
+        log.critical(error)
+        self._notify_state()
+        self._stop.set()
 
     def _notify_state(self) -> None:
         for sink in self.sinks:
