@@ -27,6 +27,27 @@ class DataFormat(StrEnum):
     elpv = "elpv"
 
 
+class LabelFormat(StrEnum):
+    folder = "folder"
+    voc = "voc"
+    coco = "coco"
+    yolo = "yolo"
+
+
+class AnyFormat(StrEnum):
+    mvtec = "mvtec"
+    folder = "folder"
+    kolektor = "kolektor"
+    elpv = "elpv"
+    voc = "voc"
+    coco = "coco"
+    yolo = "yolo"
+
+
+class Task(StrEnum):
+    classify = "classify"
+
+
 class ModelKind(StrEnum):
     patchcore = "patchcore"
     padim = "padim"
@@ -191,22 +212,116 @@ def fit(
 
 
 @app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Labelled dataset folder (or COCO .json for --format coco).")],
+    format: Annotated[LabelFormat, typer.Option("--format", "-f", help="Label layout.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model to.")],
+    task: Annotated[
+        Task, typer.Option(help="What to learn (detect and segment are not built yet).")
+    ] = Task.classify,
+    backbone: Annotated[
+        str, typer.Option(help="Backbone name (see `lineguard backbones`).")
+    ] = "efficientnet_lite0",
+    size: Annotated[str, typer.Option(help="Network input: SIZE (square) or WIDTHxHEIGHT.")] = "224",
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=2)] = 32,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after this many epochs without improvement.")
+    ] = 5,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (cosine schedule).")] = 1e-3,
+    seed: Annotated[
+        int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")
+    ] = 0,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share held out for early stopping and calibration.")
+    ] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Share held out for `lineguard evaluate`.")] = 0.2,
+    augment: Annotated[
+        Path | None, typer.Option(help="YAML mapping of augmentation settings (see docs/supervised.md).")
+    ] = None,
+    good_class: Annotated[
+        list[str] | None, typer.Option(help="Class(es) that mean a good part; default: good/ok/pass/normal.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint after an interruption.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
+) -> None:
+    """Train a supervised model by transfer learning, with early stopping and resumable checkpoints.
+
+    The labelled images are split (stratified, items kept whole) into train / validation / test by
+    the seed; the validation split stops training and calibrates the confidences; `lineguard
+    evaluate` later re-creates the test split from the seed stored in the model.
+    """
+    import yaml
+
+    from lineguard.train.supervised import train_classifier
+
+    _threads(threads)
+    image_size = parse_size(size)
+    if image_size is None:
+        _fail(ValueError("--size: give a size, e.g. 224 or 320x240"))
+    try:
+        settings = yaml.safe_load(augment.read_text()) if augment else None
+        model, split = train_classifier(
+            data,
+            format.value,
+            out,
+            backbone=backbone,
+            image_size=image_size,
+            epochs=epochs,
+            batch_size=batch_size,
+            patience=patience,
+            lr=lr,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            augment=settings,
+            good_classes=good_class,
+            resume=resume,
+            on_epoch=lambda r: typer.echo(
+                f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | val loss {r['val_loss']:.4f} "
+                f"accuracy {r['val_accuracy']:.4f}"
+            ),
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    meta = model.metadata
+    typer.echo(
+        f"{len(model.classes)} classes, {meta['n_train']} train / {meta['n_val']} val / "
+        f"{len(split.test)} test "
+        f"images | best epoch {meta['best_epoch']} of {meta['epochs_run']} | temperature "
+        f"{meta['temperature']:.3f}, val ECE {meta['val_ece_before']:.4f} -> {meta['val_ece_after']:.4f} | "
+        f"{meta['fit_seconds']:.0f} s\nmodel: {out}"
+    )
+
+
+@app.command()
 def evaluate(
     model_path: Annotated[
         Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`, or a bundle.")
     ],
     data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed sample).")],
-    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Dataset layout.")],
+    format: Annotated[AnyFormat, typer.Option("--format", "-f", help="Dataset layout.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (metrics.json + PNG plots).")],
     seed: Annotated[int | None, typer.Option(help="Split seed; default: the one used by fit.")] = None,
     test_fraction: Annotated[float | None, typer.Option(help="Default: the one used by fit.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
-    """Score the test split of DATA and write REPORT/metrics.json, ROC, histogram, heatmaps."""
+    """Score the test split of DATA and write REPORT/metrics.json with plots.
+
+    Anomaly models: AUROCs, AUPRO, ROC, histogram, heatmaps. Classifiers: accuracy, per-class
+    precision / recall, confusion matrix, calibration (ECE, reliability diagram).
+    """
     from lineguard.evaluation import evaluate_anomaly_model, split_as_fitted
 
     try:
         estimator = load_scorer(model_path, threads)
+        if hasattr(estimator, "classes"):
+            _evaluate_classifier(estimator, data, format.value, out, seed, test_fraction)
+            return
+        if format.value not in DataFormat.__members__:
+            raise ValueError(
+                f"--format {format.value}: anomaly models read {', '.join(DataFormat.__members__)}"
+            )
         split = split_as_fitted(estimator.metadata, data, format.value, seed, test_fraction)
         metrics = evaluate_anomaly_model(estimator, split, out, progress=True)
     except (LineGuardError, ValueError) as exc:
@@ -220,6 +335,29 @@ def evaluate(
         f"image AUROC {fmt(metrics['image_auroc'])}  pixel AUROC {fmt(metrics['pixel_auroc'])}  "
         f"AUPRO@0.3 {fmt(metrics['aupro'])} | at NG >= {metrics['threshold']:.4g}: "
         f"FRR {fmt(metrics['false_reject_rate'])}, sensitivity {fmt(metrics['sensitivity'])} | "
+        f"{metrics['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
+    )
+
+
+def _evaluate_classifier(estimator, data: Path, format: str, out: Path, seed, test_fraction) -> None:
+    from lineguard.evaluation.classification import evaluate_classifier
+    from lineguard.train.supervised import labelled_split
+
+    info = estimator.metadata.get("split", {})
+    annotated, split = labelled_split(
+        data,
+        format,
+        seed if seed is not None else int(info.get("seed", 0)),
+        float(info.get("val_fraction", 0.1)),
+        test_fraction if test_fraction is not None else float(info.get("test_fraction", 0.2)),
+    )
+    metrics = evaluate_classifier(
+        estimator, split.test, annotated.classes, out, estimator.metadata.get("seen_files", ())
+    )
+    typer.echo(
+        f"{metrics['n_images']} test images | accuracy {metrics['accuracy']:.4f} | balanced accuracy "
+        f"{metrics['balanced_accuracy']:.4f} | macro F1 {metrics['macro_f1']:.4f} | "
+        f"ECE {metrics['ece']:.4f} | "
         f"{metrics['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
     )
 
@@ -263,8 +401,14 @@ def predict(
             "review_threshold": thresholds.review,
         }
         try:
-            score = float(estimator.predict([read_image(path)]).scores[0])
+            prediction = estimator.predict([read_image(path)])
+            score = float(prediction.scores[0])
             record.update(score=score, decision=thresholds.decide(score).value)
+            if hasattr(prediction, "labels"):  # a classifier names the class too
+                label = int(prediction.labels[0])
+                record.update(
+                    label=estimator.classes[label], confidence=float(prediction.probabilities[0, label])
+                )
         except LineGuardError as exc:
             failed = True
             record.update(score=None, decision="NG", error=str(exc))
@@ -273,6 +417,8 @@ def predict(
         else:
             score_text = "-" if record["score"] is None else f"{record['score']:.5g}"
             extra = f"  ({record['error']})" if "error" in record else ""
+            if "label" in record:
+                extra += f"\t{record['label']}\t{record['confidence']:.4f}"
             typer.echo(f"{path}\t{score_text}\t{record['decision']}\t{thresholds.ng:.5g}{extra}")
         sys.stdout.flush()
     if failed:
@@ -324,7 +470,10 @@ def export(
 
     from lineguard.bundle import export_bundle, quantize_bundle, zip_bundle
     from lineguard.models import load_model
+    from lineguard.supervised.classifier import is_supervised_model
 
+    if int8 and is_supervised_model(model_path):
+        _fail(ValueError("--int8 quantises anomaly bundles; classifiers export in fp32"))
     if int8 and (calibration is None or format is None):
         _fail(ValueError("--int8 needs --calibration DATA and --format"))
     if not int8 and calibration is not None:

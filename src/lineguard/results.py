@@ -16,3 +16,16 @@ class AnomalyPrediction:
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+
+@dataclass(frozen=True)
+class ClassPrediction:
+    """Calibrated class probabilities (N, C), the winning class (N,), and the probability of a
+    defect class (N,): what OK / REVIEW / NG are decided on."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])

@@ -87,6 +87,72 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[
 SEARCHES = ("graph", "faiss-flat", "faiss-hnsw")
 
 
+class CalibratedClassifier(nn.Module):
+    """(N, H, W, 3) RGB 0..255 -> normalise -> logits / temperature -> class probabilities."""
+
+    def __init__(self, module: nn.Module, mean, std, temperature: float) -> None:
+        super().__init__()
+        self.normalized = NormalizedModel(module, mean, std)
+        self.temperature = float(temperature)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.normalized(image) / self.temperature, dim=1)
+
+
+def _versions() -> dict[str, str]:
+    return {"lineguard": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def export_classifier_bundle(model: Any, out: str | Path) -> Path:
+    """A fitted :class:`~lineguard.supervised.ImageClassifier` as a bundle: one graph from image to
+    calibrated probabilities, and the classes, good classes and decision thresholds in the manifest."""
+    if model.module is None:
+        raise ValueError("the classifier is not fitted")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = model.preprocessing
+    module = model.module.to("cpu").eval()
+    _to_onnx(
+        CalibratedClassifier(module, pre.mean, pre.std, model.temperature),
+        torch.zeros(1, pre.height, pre.width, 3),
+        out / GRAPH_FILE,
+        ["image"],
+        ["probabilities"],
+    )
+    model.module.to(model.device)
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": "classify",
+        "model": {"kind": model.kind, **model.config()},
+        "classes": list(model.classes),
+        "decision": {
+            "good_classes": list(model.good_classes),
+            "thresholds": model.thresholds.to_dict(),
+            "score": "probability of a defect class (1 - probability of the good classes)",
+        },
+        "temperature": model.temperature,
+        "preprocessing": pre.to_dict(),
+        "roi": None,
+        "tiling": None,
+        "graph": {
+            "file": GRAPH_FILE,
+            "opset": OPSET,
+            "input": "image",
+            "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
+            "precision": "fp32",
+            "outputs": {"probabilities": "probabilities"},
+        },
+        "search": None,
+        "metadata": {k: v for k, v in model.metadata.items() if k != "seen_files"},
+        "versions": _versions(),
+        "files": file_entries(out, [GRAPH_FILE]),
+    }
+    write_manifest(out, manifest)
+    return out
+
+
 def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -> Path:
     """Export a fitted, calibrated model to the bundle folder ``out``.
 
@@ -95,6 +161,10 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
     split the graph around the search, which the runtime then does with faiss
     over the memory bank stored beside it.
     """
+    if getattr(model, "task", "anomaly") == "classify":
+        if search != "graph":
+            raise ValueError("search applies to PatchCore's memory bank, not to a classifier")
+        return export_classifier_bundle(model, out)
     if model.module is None:
         raise ValueError("the model is not fitted")
     if model.calibration is None:
@@ -164,11 +234,7 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
         "metadata": {
             k: v for k, v in model.metadata.items() if k not in ("seen_files", "calibration_files")
         },  # file lists stay with the training model
-        "versions": {
-            "lineguard": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": _versions(),
         "files": file_entries(out, files),
     }
     write_manifest(out, manifest)

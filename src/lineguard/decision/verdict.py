@@ -21,7 +21,8 @@ SEVERITY = {Decision.OK: 0, Decision.REVIEW: 1, Decision.NG: 2}
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """What one check said about a part. ``decision`` None: the check failed (``reason`` says why)."""
+    """What one check said about a part. ``decision`` None: the check failed (``reason`` says why);
+    otherwise ``reason`` may carry what the check saw (a classifier's class)."""
 
     check: str
     decision: Decision | None
@@ -64,7 +65,8 @@ def combine(
             decision, why = policy.failed, f"{name}: {outcome.reason or 'no valid score'}"
         else:
             decision = Decision(outcome.decision)
-            why = f"{name}: {decision.value}" if decision != Decision.OK else ""
+            detail = f" ({outcome.reason})" if outcome.reason else ""
+            why = f"{name}: {decision.value}{detail}" if decision != Decision.OK else ""
         if why:
             reasons.append(why)
         if SEVERITY[decision] > SEVERITY[verdict]:

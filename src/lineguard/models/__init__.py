@@ -8,8 +8,15 @@ from lineguard.results import AnomalyPrediction
 MODELS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": Padim}
 
 
-def load_model(path: str, device: str = "cpu") -> AnomalyModel:
-    """Load a model folder written by ``AnomalyModel.save``."""
+def load_model(path: str, device: str = "cpu"):
+    """Load a model folder: an anomaly model (``AnomalyModel.save``) or a supervised one
+    (``ImageClassifier.save``)."""
+    from lineguard.supervised.classifier import is_supervised_model
+
+    if is_supervised_model(path):
+        from lineguard.supervised import ImageClassifier
+
+        return ImageClassifier.load(path, device=device)
     return AnomalyModel.load(path, device=device)
 
 

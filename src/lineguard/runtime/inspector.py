@@ -35,12 +35,35 @@ PREFERRED_PROVIDERS = (
 @dataclass(frozen=True)
 class InspectionResult:
     """One part's result. ``anomaly_map`` is at the model's input resolution (the working
-    size of the whole part when the bundle tiles)."""
+    size of the whole part when the bundle tiles); None for classifiers, which name a class."""
 
     score: float
     decision: Decision
-    anomaly_map: np.ndarray
+    anomaly_map: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    label: str | None = None  # classifiers: the winning class
+    confidence: float | None = None  # classifiers: its calibrated probability
+
+
+def session_options(providers: Sequence[str] | str | None, threads: int | None):
+    """ONNX Runtime session options and the execution providers to ask for (checked available)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    if providers == "auto":
+        wanted = [p for p in PREFERRED_PROVIDERS if p in available]
+    else:
+        wanted = list(providers or DEFAULT_PROVIDERS)
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise ModelFileError(
+            f"execution provider(s) {missing} not available here; available: {sorted(available)}"
+        )
+    options = ort.SessionOptions()
+    # Explicit thread counts: the station shares its cores with cameras and I/O.
+    options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    return options, wanted
 
 
 class Inspector:
@@ -67,20 +90,7 @@ class Inspector:
         tiling = manifest.get("tiling")
         self.tiling = Tiling.from_dict(tiling) if tiling else None
         self.part_top_k = int(tiling["part_top_k"]) if tiling else 0
-        available = set(ort.get_available_providers())
-        if providers == "auto":
-            wanted = [p for p in PREFERRED_PROVIDERS if p in available]
-        else:
-            wanted = list(providers or DEFAULT_PROVIDERS)
-        missing = [p for p in wanted if p not in available]
-        if missing:
-            raise ModelFileError(
-                f"execution provider(s) {missing} not available here; available: {sorted(available)}"
-            )
-        options = ort.SessionOptions()
-        # Explicit thread counts: the station shares its cores with cameras and I/O.
-        options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
+        options, wanted = session_options(providers, threads)
         graph = manifest["graph"]
         self.session = ort.InferenceSession(str(bundle / graph["file"]), options, providers=wanted)
         self.input_name = graph["input"]
@@ -208,11 +218,23 @@ def load_bundle(
         unpacked = tempfile.TemporaryDirectory(prefix="lineguard-bundle-")
         try:
             folder = unpack_bundle(bundle, Path(unpacked.name))
-            inspector = Inspector(folder, read_manifest(folder), providers, threads)
+            inspector = _open(folder, read_manifest(folder), providers, threads)
         except BaseException:
             unpacked.cleanup()
             raise
         inspector.unpacked = unpacked
         inspector.source = bundle
         return inspector
-    return Inspector(bundle, read_manifest(bundle), providers, threads)
+    return _open(bundle, read_manifest(bundle), providers, threads)
+
+
+def _open(folder: Path, manifest: dict[str, Any], providers, threads):
+    """The runtime for the bundle's task: anomaly scoring or classification."""
+    task = manifest.get("task", "anomaly")
+    if task == "classify":
+        from lineguard.runtime.classifier import ClassifierInspector
+
+        return ClassifierInspector(folder, manifest, providers, threads)
+    if task != "anomaly":
+        raise ModelFileError(f"{folder}: bundle task {task!r} is not known to this LineGuard")
+    return Inspector(folder, manifest, providers, threads)

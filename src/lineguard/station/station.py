@@ -414,7 +414,7 @@ class Station:
             elif not outcome.valid:
                 decision, reason = recipe.assembler.policy.failed.value, outcome.reason or "no valid score"
             else:
-                decision, reason = Decision(outcome.decision).value, ""
+                decision, reason = Decision(outcome.decision).value, outcome.reason
             image_sha = heatmap_sha = None
             if keep and run is not None and run.image is not None:
                 try:

@@ -1,0 +1,87 @@
+"""Run a classifier bundle with ONNX Runtime: image in, calibrated class probabilities and a decision out.
+
+The decision is taken on the probability that the part shows a defect class
+(1 − the probability of the bundle's good classes), with the bundle's REVIEW and
+NG thresholds; numpy, OpenCV and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lineguard.decision import DecisionThresholds
+from lineguard.preprocess import Preprocessing
+from lineguard.results import ClassPrediction
+from lineguard.runtime.inspector import InspectionResult, session_options
+
+
+class ClassifierInspector:
+    def __init__(
+        self,
+        bundle: Path,
+        manifest: dict[str, Any],
+        providers: Sequence[str] | str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = bundle
+        self.source = bundle
+        self.unpacked: tempfile.TemporaryDirectory | None = None
+        self.manifest = manifest
+        self.task = "classify"
+        self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
+        decision = manifest["decision"]
+        self.classes = tuple(manifest["classes"])
+        self.good_classes = tuple(decision["good_classes"])
+        self.thresholds = DecisionThresholds.from_dict(decision["thresholds"])
+        self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
+        options, wanted = session_options(providers, threads)
+        graph = manifest["graph"]
+        self.session = ort.InferenceSession(str(bundle / graph["file"]), options, providers=wanted)
+        self.input_name = graph["input"]
+        self.output_name = graph["outputs"]["probabilities"]
+        self.providers = self.session.get_providers()
+        self._good = [self.classes.index(c) for c in self.good_classes]
+
+    def network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        # The same resize as training (uint8 at the input size), as float for the graph.
+        return np.stack([np.rint(self.preprocessing.resized_rgb(im)) for im in images]).astype(np.float32)
+
+    def classify(self, images: Sequence[np.ndarray]) -> ClassPrediction:
+        if not len(images):
+            n = len(self.classes)
+            return ClassPrediction(
+                np.zeros((0, n), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+            )
+        (probabilities,) = self.session.run([self.output_name], {self.input_name: self.network_input(images)})
+        scores = 1.0 - probabilities[:, self._good].sum(axis=1) if self._good else np.ones(len(probabilities))
+        return ClassPrediction(probabilities, probabilities.argmax(axis=1), scores.astype(np.float32))
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 32) -> ClassPrediction:
+        parts = [self.classify(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        if not parts:
+            return self.classify([])
+        return ClassPrediction(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("probabilities", "labels", "scores"))
+        )
+
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        start = time.perf_counter()
+        prediction = self.classify([image])
+        score = float(prediction.scores[0])
+        label = int(prediction.labels[0])
+        return InspectionResult(
+            score=score,
+            decision=self.thresholds.decide(score),
+            anomaly_map=None,
+            timings_ms={"total": 1e3 * (time.perf_counter() - start)},
+            label=self.classes[label],
+            confidence=float(prediction.probabilities[0, label]),
+        )

@@ -1,0 +1,92 @@
+"""Training workflow for supervised models: read labels, split, decode, fit, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lineguard.data import read_image
+from lineguard.data.labels import (
+    AnnotatedSample,
+    AnnotatedSet,
+    AnnotatedSplit,
+    read_annotated,
+    split_annotated,
+)
+
+
+def labelled_split(
+    data: str | Path, format: str, seed: int, val: float, test: float
+) -> tuple[AnnotatedSet, AnnotatedSplit]:
+    annotated = read_annotated(data, format)
+    return annotated, split_annotated(annotated, val=val, test=test, seed=seed)
+
+
+def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> tuple[list, list[int]]:
+    unlabelled = [s.path for s in samples if s.label < 0]
+    if unlabelled:
+        from lineguard.errors import DataError
+
+        raise DataError(
+            unlabelled[0], f"no image class (no objects labelled); {len(unlabelled)} such images in {where}"
+        )
+    return [s.path for s in samples], [s.label for s in samples]
+
+
+def train_classifier(
+    data: str | Path,
+    format: str,
+    out: str | Path,
+    *,
+    backbone: str = "efficientnet_lite0",
+    image_size: tuple[int, int] = (224, 224),
+    epochs: int = 30,
+    batch_size: int = 32,
+    patience: int = 5,
+    lr: float = 1e-3,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    augment: dict[str, Any] | None = None,
+    good_classes: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch=None,
+):
+    from lineguard.supervised import ImageClassifier
+
+    annotated, split = labelled_split(data, format, seed, val_fraction, test_fraction)
+    train_paths, train_labels = classification_samples(split.train, "the training split")
+    val_paths, val_labels = classification_samples(split.val, "the validation split")
+    model = ImageClassifier(
+        backbone,
+        image_size,
+        annotated.classes,
+        good_classes=good_classes,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        augment=augment,
+    )
+    model.fit(
+        [read_image(p) for p in train_paths],
+        train_labels,
+        [read_image(p) for p in val_paths],
+        val_labels,
+        checkpoint_dir=Path(out) / "checkpoint",
+        resume=resume,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    model.metadata["split"] = {
+        "format": format,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "source": annotated.source,
+    }
+    model.metadata["seen_files"] = sorted(str(Path(p).resolve()) for p in train_paths + val_paths)
+    model.save(out)
+    return model, split

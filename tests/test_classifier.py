@@ -1,0 +1,200 @@
+"""The supervised classifier: train / evaluate / predict / export through the CLI, resumable
+checkpoints, calibrated confidences, bundle parity, and the station running a classifier bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import add_scratch, textured_part
+from typer.testing import CliRunner
+
+pytest.importorskip("torchvision")
+
+from lineguard.cli import app
+from lineguard.data import read_image
+from lineguard.supervised import ImageClassifier, expected_calibration_error, fit_temperature, softmax
+
+SIZE = (64, 64)
+
+
+def write_classes(root: Path, n: int = 14, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for cls in ("good", "scratch", "spot"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(root / "good" / f"g{i}.png"), textured_part(rng, 96))
+        cv2.imwrite(str(root / "scratch" / f"s{i}.png"), add_scratch(rng, textured_part(rng, 96))[0])
+        spot = textured_part(rng, 96)
+        cv2.circle(spot, tuple(int(v) for v in rng.integers(25, 70, 2)), int(rng.integers(8, 14)), 250, -1)
+        cv2.imwrite(str(root / "spot" / f"p{i}.png"), spot)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cls")
+    data = write_classes(tmp / "data")
+    out = tmp / "model"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--task",
+            "classify",
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--size",
+            "64",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "8",
+            "--lr",
+            "2e-3",
+            "--threads",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return data, out, result.output
+
+
+def test_train_evaluate_predict_export(trained, tmp_path):
+    data, model_dir, output = trained
+    assert "epoch 1:" in output and "3 classes" in output
+    model = ImageClassifier.load(model_dir)
+    assert model.classes == ("good", "scratch", "spot") and model.good_classes == ("good",)
+    assert len(model.metadata["history"]) == model.metadata["epochs_run"]
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["evaluate", str(model_dir), str(data), "--format", "folder", "--out", str(tmp_path / "report")]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_images"] == 9 and metrics["accuracy"] >= 0.66  # 3 classes: chance is 0.33
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file() and (
+        tmp_path / "report" / "reliability.png"
+    ).is_file()
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 9
+    # The bundle gives the model's probabilities (parity) and the same report.
+    result = runner.invoke(app, ["export", str(model_dir), "--out", str(tmp_path / "bundle")])
+    assert result.exit_code == 0, result.output
+    from lineguard.runtime import load_bundle
+
+    inspector = load_bundle(tmp_path / "bundle")
+    images = [read_image(p) for p in sorted(data.rglob("*.png"))]
+    want, got = model.predict(images), inspector.predict(images)
+    np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-5)
+    assert (got.labels == want.labels).all()
+    np.testing.assert_allclose(got.scores, 1 - want.probabilities[:, 0], atol=1e-5)
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(tmp_path / "bundle"),
+            str(data),
+            "--format",
+            "folder",
+            "--out",
+            str(tmp_path / "report-bundle"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads((tmp_path / "report-bundle" / "metrics.json").read_text())["accuracy"]
+        == metrics["accuracy"]
+    )
+    # predict names the class; the decision is on the probability of a defect class.
+    spot = sorted((data / "spot").glob("*.png"))[0]
+    result = runner.invoke(app, ["predict", str(tmp_path / "bundle"), str(spot), "--json"])
+    record = json.loads(result.output)
+    assert record["label"] in model.classes and 0 <= record["confidence"] <= 1
+    assert record["decision"] == (
+        "NG" if record["score"] >= 0.5 else "REVIEW" if record["score"] >= 0.2 else "OK"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "b8"),
+            "--int8",
+            "--calibration",
+            str(data),
+            "--format",
+            "folder",
+        ],
+    )
+    assert result.exit_code != 0 and "classifiers export in fp32" in result.output
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    from lineguard.train.supervised import train_classifier
+
+    data = write_classes(tmp_path / "data", n=8, seed=3)
+    options = dict(image_size=SIZE, epochs=3, batch_size=8, seed=1, progress=False)
+    straight, _ = train_classifier(data, "folder", tmp_path / "straight", **options)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_classifier(data, "folder", tmp_path / "resumed", on_epoch=stop_after_two, **options)
+    assert (tmp_path / "resumed" / "checkpoint" / "last.safetensors").is_file()
+    resumed, _ = train_classifier(data, "folder", tmp_path / "resumed", resume=True, **options)
+    assert [h["epoch"] for h in resumed.metadata["history"]] == [1, 2, 3]
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+    assert resumed.metadata["history"][2]["val_loss"] == pytest.approx(
+        straight.metadata["history"][2]["val_loss"]
+    )
+
+
+def test_temperature_scaling_improves_calibration_without_changing_predictions():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 2000)
+    # Unit-variance logits shifted by 1 on the true class: softmax(logits) is the exact posterior.
+    logits = rng.normal(0, 1, (2000, 4))
+    logits[np.arange(2000), labels] += 1.0
+    overconfident = logits * 3  # a network that is too sure of itself: the right temperature is 3
+    t = fit_temperature(overconfident, labels)
+    assert 2.4 < t < 3.6
+    before = expected_calibration_error(softmax(overconfident), labels)
+    after = expected_calibration_error(softmax(overconfident, t), labels)
+    assert after < before / 2
+    assert (softmax(overconfident, t).argmax(1) == overconfident.argmax(1)).all()
+
+
+def test_station_runs_a_classifier_bundle(trained, tmp_path):
+    from station_helpers import run_to_end, station_config
+
+    from lineguard.bundle import export_bundle
+    from lineguard.station import Station, build_sinks
+    from lineguard.store import RecordStore, sqlite_url
+
+    data, model_dir, _ = trained
+    bundle = export_bundle(ImageClassifier.load(model_dir), tmp_path / "bundle")
+    config = station_config(tmp_path, bundle, data / "spot")
+    run_to_end(Station(config, build_sinks(config)))
+    store = RecordStore(sqlite_url(tmp_path / "state" / "record.db"), tmp_path / "j.jsonl")
+    parts = store.parts("test-line")
+    store.close()
+    assert len(parts) == 14
+    for part in parts:
+        check = part.checks[0]
+        assert check.score is not None and check.reason.split()[0] in ("good", "scratch", "spot")
+        assert check.heatmap_sha256 is None  # classifiers have no anomaly map
+        if part.verdict != "OK":
+            assert check.reason in part.reason
