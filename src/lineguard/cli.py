@@ -32,6 +32,8 @@ class LabelFormat(StrEnum):
     voc = "voc"
     coco = "coco"
     yolo = "yolo"
+    mvtec = "mvtec"
+    kolektor = "kolektor"
 
 
 class AnyFormat(StrEnum):
@@ -46,6 +48,7 @@ class AnyFormat(StrEnum):
 
 class Task(StrEnum):
     classify = "classify"
+    segment = "segment"
 
 
 class ModelKind(StrEnum):
@@ -217,25 +220,34 @@ def train(
     format: Annotated[LabelFormat, typer.Option("--format", "-f", help="Label layout.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model to.")],
     task: Annotated[
-        Task, typer.Option(help="What to learn (detect and segment are not built yet).")
+        Task,
+        typer.Option(help="classify (folder, voc, coco, yolo) or segment (masks: mvtec, kolektor, folder)."),
     ] = Task.classify,
     backbone: Annotated[
         str, typer.Option(help="Backbone name (see `lineguard backbones`).")
     ] = "efficientnet_lite0",
-    size: Annotated[str, typer.Option(help="Network input: SIZE (square) or WIDTHxHEIGHT.")] = "224",
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
+    size: Annotated[
+        str,
+        typer.Option(
+            help="Network input: SIZE (square), WIDTHxHEIGHT, or auto (classify: 224; segment: short "
+            "side 256, aspect kept)."
+        ),
+    ] = "auto",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Default: classify 30, segment 40.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2, help="Default: classify 32, segment 8.")] = None,
     patience: Annotated[
-        int, typer.Option(min=0, help="Stop after this many epochs without improvement.")
-    ] = 5,
+        int | None, typer.Option(min=0, help="Epochs without improvement before stopping (5 / 8).")
+    ] = None,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (cosine schedule).")] = 1e-3,
     seed: Annotated[
         int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")
     ] = 0,
     val_fraction: Annotated[
-        float, typer.Option(help="Share held out for early stopping and calibration.")
-    ] = 0.1,
-    test_fraction: Annotated[float, typer.Option(help="Share held out for `lineguard evaluate`.")] = 0.2,
+        float | None, typer.Option(help="Held out for early stopping and calibration (0.1 / 0.15).")
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option(help="Held out for `lineguard evaluate` (0.2 / 0.3).")
+    ] = None,
     augment: Annotated[
         Path | None, typer.Option(help="YAML mapping of augmentation settings (see docs/supervised.md).")
     ] = None,
@@ -247,44 +259,65 @@ def train(
 ) -> None:
     """Train a supervised model by transfer learning, with early stopping and resumable checkpoints.
 
-    The labelled images are split (stratified, items kept whole) into train / validation / test by
-    the seed; the validation split stops training and calibrates the confidences; `lineguard
-    evaluate` later re-creates the test split from the seed stored in the model.
+    The labelled images are split (stratified by class, items kept whole) into train / validation /
+    test by the seed; the validation split stops training (and calibrates a classifier's
+    confidences); `lineguard evaluate` later re-creates the test split from the seed in the model.
+    Object detection (--task detect) is not built yet.
     """
     import yaml
 
-    from lineguard.train.supervised import train_classifier
+    from lineguard.train.supervised import train_classifier, train_segmenter
 
     _threads(threads)
     image_size = parse_size(size)
-    if image_size is None:
-        _fail(ValueError("--size: give a size, e.g. 224 or 320x240"))
+    segment = task == Task.segment
+    defaults = (40, 8, 8, 0.15, 0.3) if segment else (30, 32, 5, 0.1, 0.2)
+    options = {
+        "epochs": epochs or defaults[0],
+        "batch_size": batch_size or defaults[1],
+        "patience": patience if patience is not None else defaults[2],
+        "val_fraction": val_fraction if val_fraction is not None else defaults[3],
+        "test_fraction": test_fraction if test_fraction is not None else defaults[4],
+    }
+
+    def report(r: dict) -> None:
+        quality = f"image AP {r['val_image_ap']:.4f}" if segment else f"accuracy {r['val_accuracy']:.4f}"
+        typer.echo(
+            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | val loss {r['val_loss']:.4f} {quality}"
+        )
+
     try:
         settings = yaml.safe_load(augment.read_text()) if augment else None
-        model, split = train_classifier(
-            data,
-            format.value,
-            out,
-            backbone=backbone,
-            image_size=image_size,
-            epochs=epochs,
-            batch_size=batch_size,
-            patience=patience,
-            lr=lr,
-            seed=seed,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            augment=settings,
-            good_classes=good_class,
-            resume=resume,
-            on_epoch=lambda r: typer.echo(
-                f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | val loss {r['val_loss']:.4f} "
-                f"accuracy {r['val_accuracy']:.4f}"
-            ),
-        )
+        common = {
+            "backbone": backbone,
+            "lr": lr,
+            "seed": seed,
+            "augment": settings,
+            "resume": resume,
+            "on_epoch": report,
+            **options,
+        }
+        if segment:
+            model, split = train_segmenter(data, format.value, out, image_size=image_size, **common)
+        else:
+            model, split = train_classifier(
+                data,
+                format.value,
+                out,
+                image_size=image_size or (224, 224),
+                good_classes=good_class,
+                **common,
+            )
     except (LineGuardError, ValueError, OSError) as exc:
         _fail(exc)
     meta = model.metadata
+    if segment:
+        typer.echo(
+            f"{meta['n_train']} train ({meta['n_train_defect']} defective) / {meta['n_val']} val / "
+            f"{len(split.test)} test images at {model.image_size[1]}x{model.image_size[0]} | best epoch "
+            f"{meta['best_epoch']} of {meta['epochs_run']} | {meta['fit_seconds']:.0f} s\nmodel: {out}"
+        )
+        return
     typer.echo(
         f"{len(model.classes)} classes, {meta['n_train']} train / {meta['n_val']} val / "
         f"{len(split.test)} test "
@@ -315,8 +348,9 @@ def evaluate(
 
     try:
         estimator = load_scorer(model_path, threads)
-        if hasattr(estimator, "classes"):
-            _evaluate_classifier(estimator, data, format.value, out, seed, test_fraction)
+        task = getattr(estimator, "task", "anomaly")
+        if task in ("classify", "segment"):
+            _evaluate_supervised(estimator, task, data, format.value, out, seed, test_fraction)
             return
         if format.value not in DataFormat.__members__:
             raise ValueError(
@@ -339,7 +373,9 @@ def evaluate(
     )
 
 
-def _evaluate_classifier(estimator, data: Path, format: str, out: Path, seed, test_fraction) -> None:
+def _evaluate_supervised(
+    estimator, task: str, data: Path, format: str, out: Path, seed, test_fraction
+) -> None:
     from lineguard.evaluation.classification import evaluate_classifier
     from lineguard.train.supervised import labelled_split
 
@@ -350,7 +386,23 @@ def _evaluate_classifier(estimator, data: Path, format: str, out: Path, seed, te
         seed if seed is not None else int(info.get("seed", 0)),
         float(info.get("val_fraction", 0.1)),
         test_fraction if test_fraction is not None else float(info.get("test_fraction", 0.2)),
+        task=task,
     )
+    if task == "segment":
+        from lineguard.evaluation.segmentation import evaluate_segmenter
+
+        m = evaluate_segmenter(estimator, split.test, out, estimator.metadata.get("seen_files", ()))
+
+        def fmt(v):
+            return "n/a" if v is None else f"{v:.4f}"
+
+        typer.echo(
+            f"{m['n_good']} good, {m['n_defect']} defect | image AP {fmt(m['image_ap'])} AUROC "
+            f"{fmt(m['image_auroc'])} | at NG >= {m['threshold']:.2f}: FRR {fmt(m['false_reject_rate'])}, "
+            f"sensitivity {fmt(m['sensitivity'])} | mask IoU {m['mask_iou']:.4f} F1 {m['mask_f1']:.4f} | "
+            f"{m['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
+        )
+        return
     metrics = evaluate_classifier(
         estimator, split.test, annotated.classes, out, estimator.metadata.get("seen_files", ())
     )

@@ -103,6 +103,55 @@ def _versions() -> dict[str, str]:
     return {"lineguard": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
+def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
+    """A fitted :class:`~lineguard.supervised.DefectSegmenter` as a bundle with the anomaly graph's
+    contract (part score + map, here the defect-probability map), so the same runtime runs it."""
+    if model.module is None:
+        raise ValueError("the segmenter is not fitted")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = model.preprocessing
+    module = model.module.to("cpu").eval()
+    _to_onnx(
+        NormalizedModel(module, pre.mean, pre.std),
+        torch.zeros(1, pre.height, pre.width, 3),
+        out / GRAPH_FILE,
+        ["image"],
+        ["score", "anomaly_map"],
+    )
+    model.module.to(model.device)
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": "segment",
+        "model": {"kind": model.kind, **model.config()},
+        "classes": list(model.classes),
+        "decision": {
+            "thresholds": model.thresholds.to_dict(),
+            "score": "highest defect probability after a 3x3 mean, over the part",
+        },
+        "preprocessing": pre.to_dict(),
+        "roi": None,
+        "tiling": None,
+        "calibration": None,
+        "graph": {
+            "file": GRAPH_FILE,
+            "opset": OPSET,
+            "input": "image",
+            "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
+            "precision": "fp32",
+            "outputs": {"score": "score", "anomaly_map": "anomaly_map"},
+        },
+        "search": None,
+        "metadata": {k: v for k, v in model.metadata.items() if k != "seen_files"},
+        "versions": _versions(),
+        "files": file_entries(out, [GRAPH_FILE]),
+    }
+    write_manifest(out, manifest)
+    return out
+
+
 def export_classifier_bundle(model: Any, out: str | Path) -> Path:
     """A fitted :class:`~lineguard.supervised.ImageClassifier` as a bundle: one graph from image to
     calibrated probabilities, and the classes, good classes and decision thresholds in the manifest."""
@@ -161,10 +210,15 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
     split the graph around the search, which the runtime then does with faiss
     over the memory bank stored beside it.
     """
-    if getattr(model, "task", "anomaly") == "classify":
+    task = getattr(model, "task", "anomaly")
+    if task in ("classify", "segment"):
         if search != "graph":
-            raise ValueError("search applies to PatchCore's memory bank, not to a classifier")
-        return export_classifier_bundle(model, out)
+            raise ValueError(f"search applies to PatchCore's memory bank, not to a {model.kind}")
+        return (
+            export_classifier_bundle(model, out)
+            if task == "classify"
+            else export_segmenter_bundle(model, out)
+        )
     if model.module is None:
         raise ValueError("the model is not fitted")
     if model.calibration is None:

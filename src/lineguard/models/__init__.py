@@ -11,12 +11,17 @@ MODELS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": Padim}
 def load_model(path: str, device: str = "cpu"):
     """Load a model folder: an anomaly model (``AnomalyModel.save``) or a supervised one
     (``ImageClassifier.save``)."""
-    from lineguard.supervised.classifier import is_supervised_model
+    from lineguard.supervised.classifier import supervised_task
 
-    if is_supervised_model(path):
+    task = supervised_task(path)
+    if task == "classify":
         from lineguard.supervised import ImageClassifier
 
         return ImageClassifier.load(path, device=device)
+    if task == "segment":
+        from lineguard.supervised.segmenter import DefectSegmenter
+
+        return DefectSegmenter.load(path, device=device)
     return AnomalyModel.load(path, device=device)
 
 

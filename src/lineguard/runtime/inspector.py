@@ -85,7 +85,16 @@ class Inspector:
         self.unpacked: tempfile.TemporaryDirectory | None = None
         self.manifest = manifest
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
-        self.calibration = Calibration.from_dict(manifest["calibration"])
+        # Anomaly bundles carry their threshold calibration; segmenters fixed probability thresholds.
+        self.calibration = (
+            Calibration.from_dict(manifest["calibration"]) if manifest.get("calibration") else None
+        )
+        self.task = manifest.get("task", "anomaly")
+        self._thresholds = (
+            self.calibration.thresholds
+            if self.calibration is not None
+            else DecisionThresholds.from_dict(manifest["decision"]["thresholds"])
+        )
         self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
         tiling = manifest.get("tiling")
         self.tiling = Tiling.from_dict(tiling) if tiling else None
@@ -116,7 +125,7 @@ class Inspector:
 
     @property
     def thresholds(self) -> DecisionThresholds:
-        return self.calibration.thresholds
+        return self._thresholds
 
     def network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """What the graph takes for these parts: one resized image each, or every tile of each."""
@@ -235,6 +244,6 @@ def _open(folder: Path, manifest: dict[str, Any], providers, threads):
         from lineguard.runtime.classifier import ClassifierInspector
 
         return ClassifierInspector(folder, manifest, providers, threads)
-    if task != "anomaly":
+    if task not in ("anomaly", "segment"):  # a segmenter has the anomaly graph's contract: score + map
         raise ModelFileError(f"{folder}: bundle task {task!r} is not known to this LineGuard")
     return Inspector(folder, manifest, providers, threads)

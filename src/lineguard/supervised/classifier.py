@@ -37,6 +37,7 @@ from lineguard.preprocess import Preprocessing, to_uint8_scale
 from lineguard.preprocess.transforms import as_rgb
 from lineguard.results import ClassPrediction
 from lineguard.supervised.calibration import expected_calibration_error, fit_temperature, softmax
+from lineguard.supervised.checkpoint import load_checkpoint, save_checkpoint, state_to_cpu
 
 SUPERVISED_FORMAT = "lineguard-supervised-model"
 SUPERVISED_SCHEMA_VERSION = 1
@@ -61,10 +62,6 @@ class ClassifierNet(nn.Module):
         f8, f16 = self.backbone(x)
         z = torch.cat([f8.mean(dim=(2, 3)), self.neck(f16).mean(dim=(2, 3))], dim=1)
         return self.head(self.dropout(z))
-
-
-def _state_to_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
 
 
 class ImageClassifier:
@@ -194,10 +191,10 @@ class ImageClassifier:
             "bad_epochs": 0,
             "history": [],
         }
-        best_weights = _state_to_cpu(self.module)
+        best_weights = state_to_cpu(self.module)
         checkpoint = Path(checkpoint_dir) if checkpoint_dir else None
         if resume and checkpoint is not None and (checkpoint / "last.json").is_file():
-            state, best_weights = _load_checkpoint(checkpoint, self.module, optimizer, schedule)
+            state, best_weights = load_checkpoint(checkpoint, self.module, optimizer, schedule)
         start = time.perf_counter()
         from tqdm.auto import tqdm
 
@@ -241,12 +238,12 @@ class ImageClassifier:
             state["history"].append(record)
             if [val_acc, -val_loss] > state["best_score"]:
                 state.update(best_score=[val_acc, -val_loss], best_epoch=epoch + 1, bad_epochs=0)
-                best_weights = _state_to_cpu(self.module)
+                best_weights = state_to_cpu(self.module)
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, self.module, optimizer, schedule, state, best_weights)
+                save_checkpoint(checkpoint, self.module, optimizer, schedule, state, best_weights)
             if on_epoch is not None:
                 on_epoch(record)
         self.module.load_state_dict(best_weights)
@@ -299,7 +296,7 @@ class ImageClassifier:
             raise RuntimeError("cannot save a classifier that is not fitted")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_file(_state_to_cpu(self.module), str(path / STATE_FILE))
+        save_file(state_to_cpu(self.module), str(path / STATE_FILE))
         doc = {
             "format": SUPERVISED_FORMAT,
             "schema_version": SUPERVISED_SCHEMA_VERSION,
@@ -345,49 +342,14 @@ class ImageClassifier:
         return model
 
 
-def is_supervised_model(path: str | Path) -> bool:
+def supervised_task(path: str | Path) -> str | None:
+    """ "classify" / "segment" for a supervised model folder, None for anything else."""
     try:
-        return json.loads((Path(path) / CONFIG_FILE).read_text()).get("format") == SUPERVISED_FORMAT
+        doc = json.loads((Path(path) / CONFIG_FILE).read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    return doc.get("task") if isinstance(doc, dict) and doc.get("format") == SUPERVISED_FORMAT else None
 
 
-# -- checkpoints: safetensors for tensors, JSON for the rest; nothing is unpickled on resume ------
-
-
-def _save_checkpoint(folder: Path, module, optimizer, schedule, state, best_weights) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v for k, v in _state_to_cpu(module).items()}
-    tensors.update({f"best.{k}": v for k, v in best_weights.items()})
-    opt = optimizer.state_dict()
-    for index, entry in opt["state"].items():
-        for name, value in entry.items():
-            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous().clone()
-    save_file(tensors, str(folder / "last.tmp.safetensors"))
-    (folder / "last.tmp.safetensors").replace(folder / "last.safetensors")
-    doc = {
-        "state": state,
-        "param_groups": opt["param_groups"],
-        "schedule": schedule.state_dict() | {"lr_lambdas": None},
-    }
-    (folder / "last.tmp.json").write_text(json.dumps(doc, default=float))
-    (folder / "last.tmp.json").replace(folder / "last.json")
-
-
-def _load_checkpoint(folder: Path, module, optimizer, schedule):
-    doc = json.loads((folder / "last.json").read_text())
-    try:
-        tensors = load_file(str(folder / "last.safetensors"))
-    except (OSError, SafetensorError) as exc:
-        raise ModelFileError(f"{folder / 'last.safetensors'}: unreadable checkpoint ({exc})") from None
-    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            opt_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": doc["param_groups"]})
-    schedule_state = {k: v for k, v in doc["schedule"].items() if k != "lr_lambdas"}
-    schedule.__dict__.update(schedule_state)
-    return doc["state"], best
+def is_supervised_model(path: str | Path) -> bool:
+    return supervised_task(path) is not None

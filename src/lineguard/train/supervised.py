@@ -16,9 +16,9 @@ from lineguard.data.labels import (
 
 
 def labelled_split(
-    data: str | Path, format: str, seed: int, val: float, test: float
+    data: str | Path, format: str, seed: int, val: float, test: float, task: str = "classify"
 ) -> tuple[AnnotatedSet, AnnotatedSplit]:
-    annotated = read_annotated(data, format)
+    annotated = read_annotated(data, format, task)
     return annotated, split_annotated(annotated, val=val, test=test, seed=seed)
 
 
@@ -88,5 +88,73 @@ def train_classifier(
         "source": annotated.source,
     }
     model.metadata["seen_files"] = sorted(str(Path(p).resolve()) for p in train_paths + val_paths)
+    model.save(out)
+    return model, split
+
+
+def train_segmenter(
+    data: str | Path,
+    format: str,
+    out: str | Path,
+    *,
+    backbone: str = "efficientnet_lite0",
+    image_size: tuple[int, int] | None = None,
+    epochs: int = 40,
+    batch_size: int = 8,
+    patience: int = 8,
+    lr: float = 1e-3,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.3,
+    augment: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch=None,
+):
+    """Fit a defect segmenter on pixel masks; ``image_size`` None: short side 256, aspect kept."""
+    from lineguard.data import read_mask
+    from lineguard.data.samples import SampleRef
+    from lineguard.supervised.segmenter import DefectSegmenter
+    from lineguard.train.fit import auto_image_size
+
+    annotated, split = labelled_split(data, format, seed, val_fraction, test_fraction, task="segment")
+    if image_size is None:
+        image_size = auto_image_size([SampleRef(s.path, s.label) for s in split.train])
+
+    def load(samples):
+        images = [read_image(s.path) for s in samples]
+        masks = [
+            read_mask(s.mask_path, im.shape[:2]) if s.mask_path else None
+            for s, im in zip(samples, images, strict=True)
+        ]
+        return images, masks
+
+    model = DefectSegmenter(
+        backbone,
+        image_size,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        augment=augment,
+    )
+    model.fit(
+        *load(split.train),
+        *load(split.val),
+        checkpoint_dir=Path(out) / "checkpoint",
+        resume=resume,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    model.metadata["split"] = {
+        "format": format,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "source": annotated.source,
+        "task": "segment",
+    }
+    model.metadata["seen_files"] = sorted(str(Path(s.path).resolve()) for s in split.train + split.val)
     model.save(out)
     return model, split

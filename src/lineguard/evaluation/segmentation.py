@@ -1,0 +1,123 @@
+"""Segmentation metrics and report: image-level AP and AUROC, mask IoU / F1 at the NG probability,
+pixel AP, defect areas; a precision-recall plot and overlays of the test defects. No torch."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lineguard.metrics.anomaly import resize_mask
+
+
+def segmentation_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    masks: Sequence[np.ndarray | None],
+    maps: np.ndarray,
+    threshold: float,
+) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = np.asarray(labels, bool)
+    truth = np.stack(
+        [resize_mask(m, maps.shape[1:]) if m is not None else np.zeros(maps.shape[1:], bool) for m in masks]
+    )
+    predicted = maps >= threshold
+    tp = int((predicted & truth).sum())
+    fp = int((predicted & ~truth).sum())
+    fn = int((~predicted & truth).sum())
+    per_image_iou = [
+        float((p & t).sum() / max(1, (p | t).sum()))
+        for p, t, bad in zip(predicted, truth, labels, strict=True)
+        if bad
+    ]
+    both = labels.any() and (~labels).any()
+    decided_ng = scores >= threshold
+    return {
+        "n_good": int((~labels).sum()),
+        "n_defect": int(labels.sum()),
+        "image_ap": float(average_precision_score(labels, scores)) if labels.any() else None,
+        "image_auroc": float(roc_auc_score(labels, scores)) if both else None,
+        "threshold": float(threshold),
+        "false_reject_rate": float(decided_ng[~labels].mean()) if (~labels).any() else None,
+        "sensitivity": float(decided_ng[labels].mean()) if labels.any() else None,
+        "mask_iou": tp / max(1, tp + fp + fn),
+        "mask_f1": 2 * tp / max(1, 2 * tp + fp + fn),
+        "mean_iou_defect_images": float(np.mean(per_image_iou)) if per_image_iou else None,
+        "pixel_ap": float(average_precision_score(truth.ravel(), maps.ravel())) if truth.any() else None,
+    }
+
+
+def evaluate_segmenter(
+    estimator: Any, samples: Sequence[Any], out: str | Path | None, seen_files: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Segment the test samples (a trained model or a bundle), compute metrics, write the report."""
+    from lineguard.data import read_image, read_mask
+
+    seen = {str(Path(s)) for s in seen_files}
+    overlap = [s.path for s in samples if str(Path(s.path).resolve()) in seen]
+    if overlap:
+        raise ValueError(f"{len(overlap)} test images were used in training or validation, e.g. {overlap[0]}")
+    images = [read_image(s.path) for s in samples]
+    masks = [
+        read_mask(s.mask_path, image.shape[:2]) if s.mask_path else None
+        for s, image in zip(samples, images, strict=True)
+    ]
+    labels = np.array([s.label == 1 for s in samples])
+    start = time.perf_counter()
+    prediction = estimator.predict(images)
+    elapsed = time.perf_counter() - start
+    threshold = estimator.thresholds.ng
+    metrics = segmentation_metrics(labels, prediction.scores, masks, prediction.maps, threshold)
+    metrics["ms_per_image"] = 1e3 * elapsed / max(1, len(samples))
+    # Defect areas in the original image's pixels (the map is at the network input size).
+    areas = []
+    for image, amap in zip(images, prediction.maps, strict=True):
+        scale = image.shape[0] * image.shape[1] / (amap.shape[0] * amap.shape[1])
+        areas.append(float((amap >= threshold).sum() * scale))
+    metrics["defect_area_px"] = {
+        "median_on_defect_images": float(np.median(np.array(areas)[labels])) if labels.any() else None
+    }
+    if out is not None:
+        _write_report(Path(out), metrics, labels, prediction, images, masks)
+    return metrics
+
+
+def _write_report(out: Path, metrics, labels, prediction, images, masks) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import cv2
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    from lineguard.evaluation.report import overlay
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if labels.any() and (~labels).any():
+        precision, recall, _ = precision_recall_curve(labels, prediction.scores)
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        ax.plot(recall, precision)
+        ax.set_xlabel("recall (defective parts found)")
+        ax.set_ylabel("precision")
+        ax.set_title(f"image AP {metrics['image_ap']:.4f}")
+        fig.tight_layout()
+        fig.savefig(out / "precision_recall.png", dpi=120)
+        plt.close(fig)
+    gallery = out / "defects"
+    gallery.mkdir(exist_ok=True)
+    for i in np.flatnonzero(labels)[:24]:
+        amap = prediction.maps[i]
+        image = cv2.resize(images[i], (amap.shape[1], amap.shape[0]))
+        mask = resize_mask(masks[i], amap.shape) if masks[i] is not None else None
+        picture = overlay(image, amap, 1.0, mask)
+        cv2.imwrite(
+            str(gallery / f"{i:04d}_score{prediction.scores[i]:.3f}.png"),
+            cv2.cvtColor(picture, cv2.COLOR_RGB2BGR),
+        )
