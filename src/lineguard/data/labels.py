@@ -321,18 +321,23 @@ class AnnotatedSplit:
     test: tuple[AnnotatedSample, ...]
 
 
-def split_annotated(data: AnnotatedSet, val: float = 0.1, test: float = 0.2, seed: int = 0) -> AnnotatedSplit:
-    """Stratified by image class, groups (items) kept whole, reproducible from the seed."""
+def split_annotated(
+    data: AnnotatedSet, val: float = 0.1, test: float = 0.2, seed: int = 0
+) -> AnnotatedSplit:
+    """Whole groups (items) to train / validation / test, stratified by the group's class (its
+    highest class index: an item with any defect counts as defective), reproducible from the seed."""
     if not 0 <= val < 1 or not 0 < test < 1 or val + test >= 1:
         raise ValueError(f"val {val} and test {test} must be fractions leaving some data to train on")
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[AnnotatedSample]] = {"train": [], "val": [], "test": []}
-    by_class: dict[int, dict[str, list[AnnotatedSample]]] = {}
+    groups: dict[str, list[AnnotatedSample]] = {}
     for s in data.samples:
-        key = s.group or str(s.path)
-        by_class.setdefault(s.label, {}).setdefault(key, []).append(s)
-    for groups in by_class.values():
-        keys = sorted(groups)
+        groups.setdefault(s.group or str(s.path), []).append(s)
+    strata: dict[int, list[str]] = {}
+    for key, members in groups.items():
+        strata.setdefault(max(m.label for m in members), []).append(key)
+    parts: dict[str, list[AnnotatedSample]] = {"train": [], "val": [], "test": []}
+    for label in sorted(strata):
+        keys = sorted(strata[label])
         rng.shuffle(keys)
         n = len(keys)
         n_test = max(1, round(test * n)) if n >= 3 else 0
@@ -340,17 +345,6 @@ def split_annotated(data: AnnotatedSet, val: float = 0.1, test: float = 0.2, see
         for i, key in enumerate(keys):
             target = "test" if i < n_test else "val" if i < n_test + n_val else "train"
             parts[target] += groups[key]
-    # A group that holds images of several classes must not straddle the split.
-    seen: dict[str, str] = {}
-    for name in ("test", "val", "train"):
-        kept = []
-        for s in parts[name]:
-            key = s.group or str(s.path)
-            if seen.setdefault(key, name) == name:
-                kept.append(s)
-            else:
-                parts[seen[key]].append(s)
-        parts[name] = kept
     order = {str(s.path): i for i, s in enumerate(data.samples)}
     return AnnotatedSplit(
         *(tuple(sorted(parts[n], key=lambda s: order[str(s.path)])) for n in ("train", "val", "test"))
