@@ -471,3 +471,50 @@ def test_when_nothing_can_record_a_part_the_station_stops_deciding(station_bundl
         station.stop()
     assert len(reported(tmp_path)) == 3 == station.counters["parts"]
     assert "No space left on device" in station.error and station.status()["error_code"] == 2
+
+
+def test_cascade_runs_the_detailed_check_only_on_flagged_parts(station_bundle, tmp_path):
+    truth = write_line(tmp_path / "line", 10, defect_every=5)
+    (tmp_path / "line" / "p900.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # the pre-screen fails
+    checks = [
+        {"name": "screen", "bundle": str(station_bundle), "source": "cam1"},
+        {"name": "detail", "bundle": str(station_bundle), "source": "cam1", "after": "screen"},
+    ]
+    config = station_config(
+        tmp_path, station_bundle, tmp_path / "line", recipes={"parts": {"checks": checks}}
+    )
+    station = run_to_end(Station(config, build_sinks(config)))
+    by_name = {p.part_id: p for p in recorded(tmp_path)[0].values()}
+    assert len(by_name) == 11
+    for name, bad in truth.items():
+        part = by_name[name]
+        if part.checks[0].decision == "OK":
+            assert [c.check for c in part.checks] == ["screen"] and part.verdict == "OK"
+        else:
+            assert [c.check for c in part.checks] == ["screen", "detail"]
+        if bad:
+            assert part.verdict == "NG" and part.checks[1].score is not None
+    assert [c.check for c in by_name["p900"].checks] == ["screen", "detail"]  # a failed screen is no pass
+    assert by_name["p900"].verdict == "NG"
+    flagged = sum(p.checks[0].decision != "OK" for p in by_name.values())
+    assert station.counters["cascade_run"] == flagged and station.counters["cascade_skipped"] == 11 - flagged
+    assert station.counters["cascade_skipped"] >= 7
+
+
+def test_cascade_config_is_checked():
+    from lineguard.station import parse_config
+
+    base = {"station": "s", "sources": {"c": {"kind": "replay", "path": "x"}}, "recipe": "r"}
+    bad = [
+        ([{"name": "a", "bundle": "b", "source": "c", "after": "a"}], "must name another check"),
+        (
+            [
+                {"name": "a", "bundle": "b", "source": "c", "after": "b"},
+                {"name": "b", "bundle": "b", "source": "c", "after": "a"},
+            ],
+            "itself cascaded",
+        ),
+    ]
+    for checks, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            parse_config({**base, "recipes": {"r": {"checks": checks}}})

@@ -76,3 +76,24 @@ def test_assembler_remembers_a_bounded_number_of_closed_parts():
     parts.add("u0", ok("top"))  # forgotten: unmatched, and no error
     assert (parts.late, parts.unmatched) == (1, 1)
     parts.open("u0")  # an ID the line reuses after a long time opens again
+
+
+def test_a_skipped_cascade_check_is_not_needed_but_a_missing_one_is():
+    from lineguard.decision import PartAssembler
+
+    now = [0.0]
+    asm = PartAssembler(["screen", "detail"], deadline_s=1.0, clock=lambda: now[0])
+    asm.open("u1")
+    assert asm.add("u1", CheckOutcome("screen", Decision.OK, 0.1)) is None
+    part = asm.skip("u1", "detail")
+    assert part is not None and part.verdict == Decision.OK and part.skipped == ("detail",)
+    asm.open("u2")
+    asm.add("u2", CheckOutcome("screen", Decision.NG, 9.0))
+    now[0] = 2.0
+    (expired,) = asm.expire()
+    assert expired.verdict == Decision.NG and expired.skipped == ()
+    asm.open("u3")
+    asm.add("u3", CheckOutcome("screen", Decision.REVIEW, 5.0))
+    now[0] = 4.0
+    (expired,) = asm.expire()  # the detail check was needed and never came: fail-safe, not OK
+    assert expired.verdict == Decision.NG and "detail: no result before the deadline" in expired.reason

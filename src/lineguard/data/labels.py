@@ -321,9 +321,7 @@ class AnnotatedSplit:
     test: tuple[AnnotatedSample, ...]
 
 
-def split_annotated(
-    data: AnnotatedSet, val: float = 0.1, test: float = 0.2, seed: int = 0
-) -> AnnotatedSplit:
+def split_annotated(data: AnnotatedSet, val: float = 0.1, test: float = 0.2, seed: int = 0) -> AnnotatedSplit:
     """Whole groups (items) to train / validation / test, stratified by the group's class (its
     highest class index: an item with any defect counts as defective), reproducible from the seed."""
     if not 0 <= val < 1 or not 0 < test < 1 or val + test >= 1:

@@ -82,6 +82,7 @@ class AssembledPart:
     reason: str
     outcomes: dict[str, CheckOutcome]
     timed_out: bool
+    skipped: tuple[str, ...] = ()  # cascade: detailed checks this part did not need
 
 
 @dataclass
@@ -89,6 +90,7 @@ class _OpenPart:
     part_id: str
     deadline: float
     outcomes: dict[str, CheckOutcome] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
 
 
 class PartAssembler:
@@ -147,7 +149,22 @@ class PartAssembler:
         if outcome.check not in self.expected:
             raise ValueError(f"part {uid!r}: check {outcome.check!r} is not in the recipe {self.expected}")
         part.outcomes.setdefault(outcome.check, outcome)  # the first result of a check counts
-        if len(part.outcomes) == len(self.expected):
+        return self._close_if_complete(uid, part)
+
+    def skip(self, uid: str, check: str) -> AssembledPart | None:
+        """A cascade's detailed check this part does not need (its pre-screen passed it).
+
+        Only for checks that have not reported; the part then needs one check fewer."""
+        part = self._open.get(uid)
+        if part is None or check in part.outcomes:
+            return None
+        if check not in self.expected:
+            raise ValueError(f"part {uid!r}: check {check!r} is not in the recipe {self.expected}")
+        part.skipped.add(check)
+        return self._close_if_complete(uid, part)
+
+    def _close_if_complete(self, uid: str, part: _OpenPart) -> AssembledPart | None:
+        if len(part.outcomes) + len(part.skipped - set(part.outcomes)) == len(self.expected):
             return self._close(uid, timed_out=False)
         return None
 
@@ -162,5 +179,7 @@ class PartAssembler:
         self._closed[uid] = None
         while len(self._closed) > self.remember_closed:
             self._closed.popitem(last=False)
-        verdict, reason = combine(self.expected, part.outcomes, self.policy)
-        return AssembledPart(uid, part.part_id, verdict, reason, dict(part.outcomes), timed_out)
+        needed = [c for c in self.expected if c not in part.skipped]
+        verdict, reason = combine(needed, part.outcomes, self.policy)
+        skipped = tuple(c for c in self.expected if c in part.skipped)
+        return AssembledPart(uid, part.part_id, verdict, reason, dict(part.outcomes), timed_out, skipped)

@@ -104,6 +104,10 @@ class CheckConfig(_Strict):
     )
     align_to: Path | None = Field(None, description="reference image to align each part to first")
     align_motion: Literal["translation", "euclidean"] = "translation"
+    after: str | None = Field(
+        None, description="cascade: run only when this pre-screen check decides one of `when`"
+    )
+    when: list[Literal["REVIEW", "NG"]] = Field(default_factory=lambda: ["REVIEW", "NG"])
 
     @field_validator("roi")
     @classmethod
@@ -126,6 +130,21 @@ class RecipeConfig(_Strict):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"check names must be unique, repeated: {duplicated}")
+        by_name = {c.name: c for c in self.checks}
+        for check in self.checks:
+            if check.after is None:
+                continue
+            screen = by_name.get(check.after)
+            if screen is None or screen is check:
+                raise ValueError(
+                    f"check {check.name!r}: after {check.after!r} must name another check of the recipe"
+                )
+            if screen.after is not None:
+                raise ValueError(
+                    f"check {check.name!r}: its pre-screen {screen.name!r} is itself cascaded (one level)"
+                )
+        if all(c.after is not None for c in self.checks):
+            raise ValueError("a recipe needs at least one check that always runs")
         return self
 
 

@@ -60,8 +60,12 @@ class _Recipe:
         threads = station.threads_per_worker
         self.runners = [CheckRunner(c, station.providers, threads) for c in config.checks]
         self.by_source: dict[str, list[CheckRunner]] = {}
+        # Cascades: pre-screen check -> the detailed checks that run only when it flags the part.
+        self.dependents: dict[str, list[CheckRunner]] = {}
         for runner in self.runners:
             self.by_source.setdefault(runner.config.source, []).append(runner)
+            if runner.config.after:
+                self.dependents.setdefault(runner.config.after, []).append(runner)
         policy = VerdictPolicy(missing=Decision(config.on_missing), failed=Decision(config.on_failed))
         self.assembler = PartAssembler(
             [r.name for r in self.runners], station.deadline_ms / 1e3, policy, remember_closed=10_000
@@ -101,6 +105,10 @@ class Station:
         self._part_started: dict[str, float] = {}
         self._part_recipe: dict[str, _Recipe] = {}
         self._artifacts: dict[str, dict[str, CheckRun]] = {}
+        # Cascades, per (uid, detailed check): the image waiting for its pre-screen's decision, or
+        # the decision (run it?) waiting for the image.
+        self._deferred: dict[tuple[str, str], Frame] = {}
+        self._cascade: dict[tuple[str, str], bool] = {}
         self._stop = threading.Event()  # sources stop taking images
         self._halt = threading.Event()  # workers and the decide thread stop
         self._accepting = threading.Event()
@@ -121,6 +129,8 @@ class Station:
             "late_frames": 0,
             "journalled": 0,
             "reported": 0,
+            "cascade_run": 0,
+            "cascade_skipped": 0,
         }
         self._latencies: deque[float] = deque(maxlen=5000)
         self._decided_times: deque[float] = deque(maxlen=100_000)
@@ -274,21 +284,49 @@ class Station:
                 self._part_started[uid] = frame.acquired
                 self._part_recipe[uid] = recipe
         for runner in runners:
-            if frame.error:
-                self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, f"acquisition: {frame.error}")))
-                continue
-            try:
-                if backpressure:  # wait for room, but never past the part's deadline
-                    wait = self.config.deadline_ms / 1e3 - (time.monotonic() - frame.acquired)
-                    self._queue.put(_WorkItem(uid, runner, frame), timeout=max(wait, 0.001))
-                else:
-                    self._queue.put_nowait(_WorkItem(uid, runner, frame))
-            except queue.Full:
+            if runner.config.after and not frame.error:
                 with self._lock:
-                    self.counters["overload"] += 1
-                self._add(
-                    uid, CheckRun(CheckOutcome(runner.name, None, None, "overload: inspection queue full"))
-                )
+                    run_it = self._cascade.pop((uid, runner.name), None)
+                    if run_it is None:  # its pre-screen has not decided yet: hold the image
+                        self._deferred[(uid, runner.name)] = frame
+                        continue
+                if not run_it:
+                    continue  # the pre-screen passed the part: this check was skipped
+            self._enqueue(uid, runner, frame, backpressure)
+
+    def _enqueue(self, uid: str, runner: CheckRunner, frame: Frame, backpressure: bool) -> None:
+        if frame.error:
+            self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, f"acquisition: {frame.error}")))
+            return
+        try:
+            if backpressure:  # wait for room, but never past the part's deadline
+                wait = self.config.deadline_ms / 1e3 - (time.monotonic() - frame.acquired)
+                self._queue.put(_WorkItem(uid, runner, frame), timeout=max(wait, 0.001))
+            else:
+                self._queue.put_nowait(_WorkItem(uid, runner, frame))
+        except queue.Full:
+            with self._lock:
+                self.counters["overload"] += 1
+            self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, "overload: inspection queue full")))
+
+    def _cascade_after(self, uid: str, recipe: _Recipe, outcome: CheckOutcome) -> None:
+        """A pre-screen decided: its detailed checks run if it flagged or failed the part, else skip."""
+        for runner in recipe.dependents.get(outcome.check, ()):
+            run_it = not outcome.valid or (
+                outcome.decision is not None and outcome.decision.value in runner.config.when
+            )
+            self.counters["cascade_run" if run_it else "cascade_skipped"] += 1
+            frame = self._deferred.pop((uid, runner.name), None)
+            if not run_it:
+                part = recipe.assembler.skip(uid, runner.name)
+                if part is not None:
+                    self._closed.put(part)
+            elif frame is not None:
+                self._enqueue(uid, runner, frame, backpressure=False)
+            else:
+                self._cascade[(uid, runner.name)] = True  # its image is still to come
+            if not run_it and frame is None:
+                self._cascade[(uid, runner.name)] = False
 
     def _add(self, uid: str, run: CheckRun) -> None:
         with self._lock:
@@ -301,6 +339,8 @@ class Station:
             part = recipe.assembler.add(uid, run.outcome)
             if part is not None:
                 self._closed.put(part)
+            elif run.outcome.check in recipe.dependents:
+                self._cascade_after(uid, recipe, run.outcome)
 
     # -- inspection --------------------------------------------------------------------
 
@@ -361,6 +401,10 @@ class Station:
             runs = self._artifacts.pop(part.uid, {})
             started = self._part_started.pop(part.uid, time.monotonic())
             recipe = self._part_recipe.pop(part.uid, self.recipe)
+            for key in [k for k in self._deferred if k[0] == part.uid]:
+                del self._deferred[key]
+            for key in [k for k in self._cascade if k[0] == part.uid]:
+                del self._cascade[key]
             for key in [k for k, v in self._seq_uid.items() if v == part.uid]:
                 del self._seq_uid[key]
                 self._closed_seq[key[1]] = None
@@ -407,6 +451,8 @@ class Station:
         reasons = [part.reason] if part.reason else []
         checks = []
         for runner in recipe.runners:
+            if runner.name in part.skipped:
+                continue  # cascade: the pre-screen passed the part; the detailed check was not needed
             outcome = part.outcomes.get(runner.name)
             run = runs.get(runner.name)
             if outcome is None:
