@@ -111,7 +111,7 @@ def main() -> None:
         "| ms/img (bundle, 1 thread) | peak RSS |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {metrics['n_images']} | {metrics['accuracy']:.4f} | {torch_accuracy:.4f} "
-        f"| {metrics['macro_f1']:.4f} | {metrics['ece']:.4f} | {meta['epochs_run']} ({meta['best_epoch']}) "
+        f"| {metrics['macro_f1']:.4f} | {metrics['ece']:.2g} | {meta['epochs_run']} ({meta['best_epoch']}) "
         f"| {fit_s / 60:.1f} min "
         f"| {np.median(timings):.1f} | {peak:.0f} MB |",
         "",

@@ -522,7 +522,7 @@ def export(
 
     from lineguard.bundle import export_bundle, quantize_bundle, zip_bundle
     from lineguard.models import load_model
-    from lineguard.supervised.classifier import is_supervised_model
+    from lineguard.supervised.base import is_supervised_model
 
     if int8 and is_supervised_model(model_path):
         _fail(ValueError("--int8 quantises anomaly bundles; classifiers export in fp32"))

@@ -103,34 +103,31 @@ def _versions() -> dict[str, str]:
     return {"lineguard": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
-    """A fitted :class:`~lineguard.supervised.DefectSegmenter` as a bundle with the anomaly graph's
-    contract (part score + map, here the defect-probability map), so the same runtime runs it."""
+def _export_supervised(
+    model: Any,
+    out: str | Path,
+    graph_module: nn.Module,
+    outputs: list[str],
+    decision: dict[str, Any],
+    extra: dict[str, Any],
+) -> Path:
+    """The graph and manifest of a supervised model's bundle (one graph, image in)."""
     if model.module is None:
-        raise ValueError("the segmenter is not fitted")
+        raise ValueError(f"the {model.kind} is not fitted")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pre = model.preprocessing
-    module = model.module.to("cpu").eval()
-    _to_onnx(
-        NormalizedModel(module, pre.mean, pre.std),
-        torch.zeros(1, pre.height, pre.width, 3),
-        out / GRAPH_FILE,
-        ["image"],
-        ["score", "anomaly_map"],
-    )
+    _to_onnx(graph_module, torch.zeros(1, pre.height, pre.width, 3), out / GRAPH_FILE, ["image"], outputs)
     model.module.to(model.device)
     manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "schema_version": BUNDLE_SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": "segment",
+        "task": model.task,
         "model": {"kind": model.kind, **model.config()},
         "classes": list(model.classes),
-        "decision": {
-            "thresholds": model.thresholds.to_dict(),
-            "score": "highest defect probability after a 3x3 mean, over the part",
-        },
+        "decision": {"thresholds": model.thresholds.to_dict(), **decision},
+        **extra,
         "preprocessing": pre.to_dict(),
         "roi": None,
         "tiling": None,
@@ -141,7 +138,7 @@ def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
             "input": "image",
             "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
             "precision": "fp32",
-            "outputs": {"score": "score", "anomaly_map": "anomaly_map"},
+            "outputs": {name: name for name in outputs},
         },
         "search": None,
         "metadata": {k: v for k, v in model.metadata.items() if k != "seen_files"},
@@ -150,56 +147,43 @@ def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
     }
     write_manifest(out, manifest)
     return out
+
+
+def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
+    """A fitted :class:`~lineguard.supervised.DefectSegmenter` as a bundle with the anomaly graph's
+    contract (part score + map, here the defect-probability map), so the same runtime runs it."""
+    pre = model.preprocessing
+    graph = NormalizedModel(model.module.to("cpu").eval(), pre.mean, pre.std) if model.module else None
+    return _export_supervised(
+        model,
+        out,
+        graph,
+        ["score", "anomaly_map"],
+        {"score": "highest defect probability after a 3x3 mean, over the part"},
+        {},
+    )
 
 
 def export_classifier_bundle(model: Any, out: str | Path) -> Path:
     """A fitted :class:`~lineguard.supervised.ImageClassifier` as a bundle: one graph from image to
     calibrated probabilities, and the classes, good classes and decision thresholds in the manifest."""
-    if model.module is None:
-        raise ValueError("the classifier is not fitted")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     pre = model.preprocessing
-    module = model.module.to("cpu").eval()
-    _to_onnx(
-        CalibratedClassifier(module, pre.mean, pre.std, model.temperature),
-        torch.zeros(1, pre.height, pre.width, 3),
-        out / GRAPH_FILE,
-        ["image"],
-        ["probabilities"],
+    graph = (
+        CalibratedClassifier(model.module.to("cpu").eval(), pre.mean, pre.std, model.temperature)
+        if model.module
+        else None
     )
-    model.module.to(model.device)
-    manifest: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "schema_version": BUNDLE_SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": "classify",
-        "model": {"kind": model.kind, **model.config()},
-        "classes": list(model.classes),
-        "decision": {
+    return _export_supervised(
+        model,
+        out,
+        graph,
+        ["probabilities"],
+        {
             "good_classes": list(model.good_classes),
-            "thresholds": model.thresholds.to_dict(),
             "score": "probability of a defect class (1 - probability of the good classes)",
         },
-        "temperature": model.temperature,
-        "preprocessing": pre.to_dict(),
-        "roi": None,
-        "tiling": None,
-        "graph": {
-            "file": GRAPH_FILE,
-            "opset": OPSET,
-            "input": "image",
-            "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
-            "precision": "fp32",
-            "outputs": {"probabilities": "probabilities"},
-        },
-        "search": None,
-        "metadata": {k: v for k, v in model.metadata.items() if k != "seen_files"},
-        "versions": _versions(),
-        "files": file_entries(out, [GRAPH_FILE]),
-    }
-    write_manifest(out, manifest)
-    return out
+        {"temperature": model.temperature},
+    )
 
 
 def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -> Path:

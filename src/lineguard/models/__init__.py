@@ -11,7 +11,7 @@ MODELS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": Padim}
 def load_model(path: str, device: str = "cpu"):
     """Load a model folder: an anomaly model (``AnomalyModel.save``) or a supervised one
     (``ImageClassifier.save``)."""
-    from lineguard.supervised.classifier import supervised_task
+    from lineguard.supervised.base import supervised_task
 
     task = supervised_task(path)
     if task == "classify":

@@ -1,10 +1,14 @@
 """Supervised models by transfer learning on the offline backbones (PyTorch; training side)."""
 
+from lineguard.results import ClassPrediction
+from lineguard.supervised.base import is_supervised_model
 from lineguard.supervised.calibration import expected_calibration_error, fit_temperature, softmax
-from lineguard.supervised.classifier import ClassPrediction, ImageClassifier, is_supervised_model
+from lineguard.supervised.classifier import ImageClassifier
+from lineguard.supervised.segmenter import DefectSegmenter
 
 __all__ = [
     "ClassPrediction",
+    "DefectSegmenter",
     "ImageClassifier",
     "expected_calibration_error",
     "fit_temperature",

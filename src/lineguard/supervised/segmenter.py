@@ -5,44 +5,25 @@ input size) and a part score (the highest probability after a 3x3 average, so a
 single noisy pixel does not reject a part). Trained with BCE + soft Dice on pixel
 masks; defective images are oversampled so a few labelled defects still weigh.
 Early stopping on the validation split's image-level average precision (ties:
-lower loss). Same contract, persistence and resumable checkpoints as the classifier.
+lower loss). Training, checkpoints and persistence: :mod:`lineguard.supervised.base`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lineguard import __version__
 from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
-from lineguard.backbones import get_backbone_spec
-from lineguard.checksums import file_sha256, read_versioned_json
-from lineguard.decision import DecisionThresholds
-from lineguard.errors import ModelFileError
 from lineguard.metrics.anomaly import resize_mask
-from lineguard.preprocess import Preprocessing, to_uint8_scale
-from lineguard.preprocess.transforms import as_rgb
 from lineguard.results import AnomalyPrediction
-from lineguard.supervised.checkpoint import load_checkpoint, save_checkpoint, state_to_cpu
-from lineguard.supervised.classifier import (
-    CONFIG_FILE,
-    STATE_FILE,
-    SUPERVISED_FORMAT,
-    SUPERVISED_SCHEMA_VERSION,
-)
+from lineguard.supervised.base import SupervisedModel, stack_prepared
 
 
 class SegmenterNet(nn.Module):
@@ -85,9 +66,10 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     return (1 - (2 * inter + eps) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + eps)).mean()
 
 
-class DefectSegmenter:
+class DefectSegmenter(SupervisedModel):
     task = "segment"
     kind = "segmenter"
+    classes = ("good", "defect")
 
     def __init__(
         self,
@@ -106,61 +88,40 @@ class DefectSegmenter:
         ng_probability: float = 0.5,
         device: str = "cpu",
     ) -> None:
-        spec = get_backbone_spec(backbone)
-        self.backbone = backbone
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.classes = ("good", "defect")
-        self.seed, self.epochs, self.batch_size = seed, epochs, batch_size
-        self.lr, self.weight_decay, self.patience = lr, weight_decay, patience
-        self.defect_oversampling = defect_oversampling
         if augment is None:
             augment = AugmentConfig(hflip=0.5, vflip=0.5, brightness=0.1, contrast=0.1)
-        self.augment = augment if isinstance(augment, AugmentConfig) else AugmentConfig.from_dict(augment)
-        self.thresholds = DecisionThresholds(review_probability, ng_probability)
-        self.device = torch.device(device)
-        self.preprocessing = Preprocessing(*self.image_size, mean=spec.mean, std=spec.std)
-        self.module: SegmenterNet | None = None
-        self.metadata: dict[str, Any] = {}
+        super().__init__(
+            backbone,
+            image_size,
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            patience=patience,
+            augment=augment,
+            review_probability=review_probability,
+            ng_probability=ng_probability,
+            device=device,
+        )
+        self.defect_oversampling = defect_oversampling
 
     def config(self) -> dict[str, Any]:
-        return {
-            "backbone": self.backbone,
-            "image_size": list(self.image_size),
-            "seed": self.seed,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "patience": self.patience,
-            "augment": self.augment.to_dict(),
-            "defect_oversampling": self.defect_oversampling,
-            "review_probability": self.thresholds.review,
-            "ng_probability": self.thresholds.ng,
-        }
+        return {**super().config(), "defect_oversampling": self.defect_oversampling}
 
     def _build(self, pretrained: bool) -> SegmenterNet:
-        from lineguard.backbones import create_backbone
-
-        backbone = create_backbone(self.backbone, pretrained=pretrained)
-        for p in backbone.parameters():
-            p.requires_grad_(True)
-        return SegmenterNet(backbone)
-
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        resized = np.rint(self.preprocessing.resize(to_uint8_scale(image)))
-        return np.ascontiguousarray(as_rgb(np.clip(resized, 0, 255).astype(np.uint8), image.shape))
+        return SegmenterNet(self._trainable_backbone(pretrained))
 
     def prepare_mask(self, mask: np.ndarray | None) -> np.ndarray:
         if mask is None:
             return np.zeros(self.image_size, np.uint8)
         return resize_mask(mask, self.image_size).astype(np.uint8)
 
-    def _normalise(self, batch: np.ndarray) -> torch.Tensor:
-        """NHWC uint8 (training cache) or float32 0..255 (inference) -> normalised NCHW."""
-        x = torch.from_numpy(np.ascontiguousarray(batch)).float().permute(0, 3, 1, 2)
-        mean = torch.tensor(self.preprocessing.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.preprocessing.std).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.device)
+    def _loss(self, logits: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+        # Targets at the logits' stride-8 grid: a cell is defect by its covered share (soft).
+        target = torch.from_numpy(masks.astype(np.float32))[:, None]
+        target8 = F.adaptive_avg_pool2d(target, logits.shape[-2:]).to(logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target8) + dice_loss(logits, target8)
 
     def fit(
         self,
@@ -176,93 +137,34 @@ class DefectSegmenter:
     ) -> DefectSegmenter:
         """Masks: boolean HxW per image (None for a good part)."""
         from sklearn.metrics import average_precision_score
-        from tqdm.auto import tqdm
 
         torch.manual_seed(self.seed)
-        train_x = np.stack([self.prepare(im) for im in train_images])
+        train_x, val_x = stack_prepared(self, train_images), stack_prepared(self, val_images)
         train_m = np.stack([self.prepare_mask(m) for m in train_masks])
-        val_x = np.stack([self.prepare(im) for im in val_images])
         val_m = np.stack([self.prepare_mask(m) for m in val_masks])
         train_defect = train_m.reshape(len(train_m), -1).any(axis=1)
         val_defect = val_m.reshape(len(val_m), -1).any(axis=1)
         if not train_defect.any():
             raise ValueError("segmentation needs defective training images with masks")
         self.module = self._build(pretrained=True).to(self.device)
-        optimizer = torch.optim.AdamW(self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, self.epochs) / self.epochs))
-        )
         augment = build_augmentation(self.augment)
         # Defects are few: each epoch shows every image once and each defective one `oversampling` times.
-        repeats = np.where(train_defect, max(1, round(self.defect_oversampling)), 1)
-        pool = np.repeat(np.arange(len(train_x)), repeats)
-        state = {
-            "epoch": 0,
-            "best_score": [-1.0, -math.inf],
-            "best_epoch": -1,
-            "bad_epochs": 0,
-            "history": [],
-        }
-        best_weights = state_to_cpu(self.module)
-        checkpoint = Path(checkpoint_dir) if checkpoint_dir else None
-        if resume and checkpoint is not None and (checkpoint / "last.json").is_file():
-            state, best_weights = load_checkpoint(checkpoint, self.module, optimizer, schedule)
-        start = time.perf_counter()
-        for epoch in range(state["epoch"], self.epochs):
-            if state["bad_epochs"] > self.patience:
-                break
-            rng = np.random.default_rng([self.seed, epoch])
-            torch.manual_seed(self.seed * 100_003 + epoch)
-            order = rng.permutation(pool)
-            self.module.train()
-            losses = []
-            bar = tqdm(
-                range(0, len(order), self.batch_size),
-                desc=f"epoch {epoch + 1}/{self.epochs}",
-                disable=not progress,
-                leave=False,
-            )
-            for i in bar:
-                idx = order[i : i + self.batch_size]
-                if len(idx) < 2:
-                    continue
-                pairs = [augment_sample(augment, train_x[j], mask=train_m[j]) for j in idx]
-                x = self._normalise(np.stack([p[0] for p in pairs]))
-                target = torch.from_numpy(np.stack([p[3] for p in pairs]).astype(np.float32))[:, None]
-                logits = self.module.logits(x)
-                # Targets at the logits' stride-8 grid: a cell is defect by its covered share (soft).
-                target8 = F.adaptive_avg_pool2d(target, logits.shape[-2:]).to(self.device)
-                loss = F.binary_cross_entropy_with_logits(logits, target8) + dice_loss(logits, target8)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-            schedule.step()
+        pool = np.repeat(
+            np.arange(len(train_x)), np.where(train_defect, max(1, round(self.defect_oversampling)), 1)
+        )
+
+        def batch_loss(idx: np.ndarray) -> torch.Tensor:
+            pairs = [augment_sample(augment, train_x[j], mask=train_m[j]) for j in idx]
+            logits = self.module.logits(self._normalise(np.stack([p[0] for p in pairs])))
+            return self._loss(logits, np.stack([p[3] for p in pairs]))
+
+        def validate() -> tuple[dict[str, float], list[float]]:
             scores, _ = self._predict_prepared(val_x)
             ap = float(average_precision_score(val_defect, scores)) if val_defect.any() else float("nan")
-            val_loss = self._val_loss(val_x, val_m)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)),
-                "val_loss": val_loss,
-                "val_image_ap": ap,
-                "lr": float(optimizer.param_groups[0]["lr"]),
-            }
-            state["history"].append(record)
-            key = [0.0 if math.isnan(ap) else ap, -val_loss]
-            if key > state["best_score"]:
-                state.update(best_score=key, best_epoch=epoch + 1, bad_epochs=0)
-                best_weights = state_to_cpu(self.module)
-            else:
-                state["bad_epochs"] += 1
-            state["epoch"] = epoch + 1
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, self.module, optimizer, schedule, state, best_weights)
-            if on_epoch is not None:
-                on_epoch(record)
-        self.module.load_state_dict(best_weights)
-        self.module.eval()
+            loss = self._val_loss(val_x, val_m)
+            return {"val_loss": loss, "val_image_ap": ap}, [0.0 if math.isnan(ap) else ap, -loss]
+
+        state = self._train(pool, batch_loss, validate, checkpoint_dir, resume, progress, on_epoch)
         self.metadata.update(
             n_train=len(train_x),
             n_train_defect=int(train_defect.sum()),
@@ -271,7 +173,7 @@ class DefectSegmenter:
             best_epoch=state["best_epoch"],
             epochs_run=state["epoch"],
             history=state["history"],
-            fit_seconds=round(time.perf_counter() - start, 2),
+            fit_seconds=state["seconds"],
         )
         return self
 
@@ -279,15 +181,16 @@ class DefectSegmenter:
     def _val_loss(self, prepared: np.ndarray, masks: np.ndarray, batch_size: int = 16) -> float:
         assert self.module is not None
         self.module.eval()
-        total = []
-        for i in range(0, len(prepared), batch_size):
-            logits = self.module.logits(self._normalise(prepared[i : i + batch_size]))
-            target = torch.from_numpy(masks[i : i + batch_size].astype(np.float32))[:, None]
-            target8 = F.adaptive_avg_pool2d(target, logits.shape[-2:])
-            total.append(
-                float(F.binary_cross_entropy_with_logits(logits, target8) + dice_loss(logits, target8))
+        losses = [
+            float(
+                self._loss(
+                    self.module.logits(self._normalise(prepared[i : i + batch_size])),
+                    masks[i : i + batch_size],
+                )
             )
-        return float(np.mean(total))
+            for i in range(0, len(prepared), batch_size)
+        ]
+        return float(np.mean(losses))
 
     @torch.inference_mode()
     def _predict_prepared(self, prepared: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -310,50 +213,3 @@ class DefectSegmenter:
         inputs = np.stack([self.preprocessing.resized_rgb(im) for im in images])
         scores, maps = self._predict_prepared(inputs, batch_size)
         return AnomalyPrediction(scores.astype(np.float32), maps.astype(np.float32))
-
-    def save(self, path: str | Path) -> Path:
-        if self.module is None:
-            raise RuntimeError("cannot save a segmenter that is not fitted")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(state_to_cpu(self.module), str(path / STATE_FILE))
-        doc = {
-            "format": SUPERVISED_FORMAT,
-            "schema_version": SUPERVISED_SCHEMA_VERSION,
-            "task": self.task,
-            "kind": self.kind,
-            "config": self.config(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "metadata": self.metadata,
-            "files": {STATE_FILE: {"sha256": file_sha256(path / STATE_FILE)}},
-            "versions": {
-                "lineguard": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> DefectSegmenter:
-        path = Path(path)
-        doc = read_versioned_json(
-            path / CONFIG_FILE, SUPERVISED_FORMAT, SUPERVISED_SCHEMA_VERSION, "supervised model"
-        )
-        if doc.get("task") != cls.task:
-            raise ModelFileError(f"{path}: a {doc.get('task')} model, not a segmenter")
-        model = cls(**doc["config"], device=device)
-        if not (path / STATE_FILE).is_file():
-            raise ModelFileError(f"{path / STATE_FILE}: file not found")
-        if file_sha256(path / STATE_FILE) != doc["files"][STATE_FILE]["sha256"]:
-            raise ModelFileError(f"{path / STATE_FILE}: sha256 differs from model.json (damaged or replaced)")
-        try:
-            module = model._build(pretrained=False)
-            module.load_state_dict(load_file(str(path / STATE_FILE)), strict=True)
-        except (RuntimeError, SafetensorError) as exc:
-            raise ModelFileError(f"{path / STATE_FILE}: does not match the model: {exc}") from None
-        model.module = module.to(model.device).eval()
-        model.metadata = dict(doc.get("metadata") or {})
-        return model

@@ -33,6 +33,30 @@ def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> 
     return [s.path for s in samples], [s.label for s in samples]
 
 
+def _save(
+    model,
+    out,
+    annotated: AnnotatedSet,
+    split: AnnotatedSplit,
+    format: str,
+    seed: int,
+    val: float,
+    test: float,
+):
+    """Record how the data was split (evaluate re-creates it) and which files were seen, then save."""
+    model.metadata["split"] = {
+        "format": format,
+        "seed": seed,
+        "val_fraction": val,
+        "test_fraction": test,
+        "source": annotated.source,
+        "task": model.task,
+    }
+    model.metadata["seen_files"] = sorted(str(Path(s.path).resolve()) for s in split.train + split.val)
+    model.save(out)
+    return model, split
+
+
 def train_classifier(
     data: str | Path,
     format: str,
@@ -80,16 +104,7 @@ def train_classifier(
         progress=progress,
         on_epoch=on_epoch,
     )
-    model.metadata["split"] = {
-        "format": format,
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "source": annotated.source,
-    }
-    model.metadata["seen_files"] = sorted(str(Path(p).resolve()) for p in train_paths + val_paths)
-    model.save(out)
-    return model, split
+    return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
 
 
 def train_segmenter(
@@ -147,14 +162,4 @@ def train_segmenter(
         progress=progress,
         on_epoch=on_epoch,
     )
-    model.metadata["split"] = {
-        "format": format,
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "source": annotated.source,
-        "task": "segment",
-    }
-    model.metadata["seen_files"] = sorted(str(Path(s.path).resolve()) for s in split.train + split.val)
-    model.save(out)
-    return model, split
+    return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
