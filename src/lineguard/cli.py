@@ -330,7 +330,8 @@ def train(
 @app.command()
 def evaluate(
     model_path: Annotated[
-        Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`, or a bundle.")
+        Path,
+        typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit` or `train`, or a bundle."),
     ],
     data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed sample).")],
     format: Annotated[AnyFormat, typer.Option("--format", "-f", help="Dataset layout.")],
@@ -417,7 +418,8 @@ def _evaluate_supervised(
 @app.command()
 def predict(
     model_path: Annotated[
-        Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`, or a bundle.")
+        Path,
+        typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit` or `train`, or a bundle."),
     ],
     inputs: Annotated[
         list[Path], typer.Argument(metavar="IMAGE_OR_DIR...", help="Images or folders of images.")
@@ -479,7 +481,9 @@ def predict(
 
 @app.command()
 def export(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit`.")],
+    model_path: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="Model folder from `lineguard fit` or `train`.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Bundle folder to write (a name ending in .zip: one zip).")
     ],
