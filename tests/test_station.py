@@ -518,3 +518,24 @@ def test_cascade_config_is_checked():
     for checks, message in bad:
         with pytest.raises(ConfigError, match=message):
             parse_config({**base, "recipes": {"r": {"checks": checks}}})
+
+
+def test_sigterm_stops_gracefully_after_deciding_parts_in_flight(station_bundle, tmp_path):
+    write_line(tmp_path / "line", 6, defect_every=3)
+    config_file = _station_yaml(tmp_path, station_bundle, tmp_path / "line")  # loops: never ends by itself
+    command = [sys.executable, "-m", "lineguard.cli", "run", str(config_file), "--quiet"]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_for(lambda: len(reported(tmp_path)) >= 10 or proc.poll() is not None, timeout_s=90, what="parts")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "stopped  parts" in output
+    parts, events = recorded(tmp_path)
+    assert {r["uid"] for r in reported(tmp_path)} == set(parts)
+    assert events[0]["kind"] == "stop"
