@@ -115,3 +115,20 @@ def test_station_archives_the_segmenter_probability_map(trained, tmp_path):
     assert len(kept) >= 10  # scratched parts: most are flagged
     archive = ImageArchive(tmp_path / "state" / "images")
     assert all(c.heatmap_sha256 and archive.get_png(c.heatmap_sha256) for c in kept)
+
+
+def test_synthetic_defects_extend_training_with_masks():
+    from conftest import add_scratch, textured_part
+
+    from lineguard.supervised import DefectSegmenter
+
+    rng = np.random.default_rng(0)
+    model = DefectSegmenter(image_size=(64, 64), synthetic=8)
+    good = [model.prepare(textured_part(rng, 64)) for _ in range(4)]
+    bad, mask = add_scratch(rng, textured_part(rng, 64))
+    images = np.stack([*good, model.prepare(bad)])
+    masks = np.stack([*(np.zeros((64, 64), np.uint8) for _ in good), mask.astype(np.uint8)])
+    extra_x, extra_m = model._synthesize(images, masks)
+    assert extra_x.shape == (8, 64, 64, 3) and extra_m.shape == (8, 64, 64)
+    assert all(m.any() for m in extra_m)
+    assert DefectSegmenter(image_size=(64, 64), synthetic=0)._synthesize(images, masks)[0].shape[0] == 0

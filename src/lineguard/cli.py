@@ -254,6 +254,13 @@ def train(
     good_class: Annotated[
         list[str] | None, typer.Option(help="Class(es) that mean a good part; default: good/ok/pass/normal.")
     ] = None,
+    synthetic: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="segment: add this many synthetic defects (CutPaste, scar, Perlin, copy-paste) to training.",
+        ),
+    ] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint after an interruption.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
@@ -298,7 +305,9 @@ def train(
             **options,
         }
         if segment:
-            model, split = train_segmenter(data, format.value, out, image_size=image_size, **common)
+            model, split = train_segmenter(
+                data, format.value, out, image_size=image_size, synthetic=synthetic, **common
+            )
         else:
             model, split = train_classifier(
                 data,
@@ -313,7 +322,8 @@ def train(
     meta = model.metadata
     if segment:
         typer.echo(
-            f"{meta['n_train']} train ({meta['n_train_defect']} defective) / {meta['n_val']} val / "
+            f"{meta['n_train']} train ({meta['n_train_defect']} defective, "
+            f"{meta['n_synthetic']} synthetic) / {meta['n_val']} val / "
             f"{len(split.test)} test images at {model.image_size[1]}x{model.image_size[0]} | best epoch "
             f"{meta['best_epoch']} of {meta['epochs_run']} | {meta['fit_seconds']:.0f} s\nmodel: {out}"
         )

@@ -84,6 +84,7 @@ class DefectSegmenter(SupervisedModel):
         patience: int = 8,
         augment: AugmentConfig | dict[str, Any] | None = None,
         defect_oversampling: float = 3.0,
+        synthetic: int = 0,
         review_probability: float = 0.3,
         ng_probability: float = 0.5,
         device: str = "cpu",
@@ -105,9 +106,39 @@ class DefectSegmenter(SupervisedModel):
             device=device,
         )
         self.defect_oversampling = defect_oversampling
+        self.synthetic = synthetic
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "defect_oversampling": self.defect_oversampling}
+        return {
+            **super().config(),
+            "defect_oversampling": self.defect_oversampling,
+            "synthetic": self.synthetic,
+        }
+
+    def _synthesize(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``synthetic`` extra defective training images made from the good ones: CutPaste, scar,
+        Perlin patches, and copy-paste of the real defects (when there are any)."""
+        from lineguard.augment import copy_paste, synthesize
+
+        defective = masks.reshape(len(masks), -1).any(axis=1)
+        good = np.flatnonzero(~defective)
+        real = np.flatnonzero(defective)
+        if self.synthetic <= 0 or good.size == 0:
+            return images[:0], masks[:0]
+        kinds = ["cutpaste", "scar", "perlin"] + (["copy_paste"] if real.size else [])
+        rng = np.random.default_rng([self.seed, 7])
+        out_images, out_masks = [], []
+        for i in range(self.synthetic):
+            base = images[rng.choice(good)]
+            kind = kinds[i % len(kinds)]
+            if kind == "copy_paste":
+                donor = rng.choice(real)
+                image, mask = copy_paste(base, images[donor], masks[donor] > 0, rng)
+            else:
+                image, mask = synthesize(base, kind, rng)
+            out_images.append(image)
+            out_masks.append(mask.astype(np.uint8))
+        return np.stack(out_images), np.stack(out_masks)
 
     def _build(self, pretrained: bool) -> SegmenterNet:
         return SegmenterNet(self._trainable_backbone(pretrained))
@@ -142,10 +173,13 @@ class DefectSegmenter(SupervisedModel):
         train_x, val_x = stack_prepared(self, train_images), stack_prepared(self, val_images)
         train_m = np.stack([self.prepare_mask(m) for m in train_masks])
         val_m = np.stack([self.prepare_mask(m) for m in val_masks])
+        extra_x, extra_m = self._synthesize(train_x, train_m)
+        n_real = len(train_x)
+        train_x, train_m = np.concatenate([train_x, extra_x]), np.concatenate([train_m, extra_m])
         train_defect = train_m.reshape(len(train_m), -1).any(axis=1)
         val_defect = val_m.reshape(len(val_m), -1).any(axis=1)
         if not train_defect.any():
-            raise ValueError("segmentation needs defective training images with masks")
+            raise ValueError("segmentation needs defective training images with masks (or --synthetic N)")
         self.module = self._build(pretrained=True).to(self.device)
         augment = build_augmentation(self.augment)
         # Defects are few: each epoch shows every image once and each defective one `oversampling` times.
@@ -166,8 +200,9 @@ class DefectSegmenter(SupervisedModel):
 
         state = self._train(pool, batch_loss, validate, checkpoint_dir, resume, progress, on_epoch)
         self.metadata.update(
-            n_train=len(train_x),
-            n_train_defect=int(train_defect.sum()),
+            n_train=n_real,
+            n_train_defect=int(train_defect[:n_real].sum()),
+            n_synthetic=len(extra_x),
             n_val=len(val_x),
             n_val_defect=int(val_defect.sum()),
             best_epoch=state["best_epoch"],

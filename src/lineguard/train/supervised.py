@@ -122,11 +122,16 @@ def train_segmenter(
     val_fraction: float = 0.15,
     test_fraction: float = 0.3,
     augment: dict[str, Any] | None = None,
+    synthetic: int = 0,
+    defect_fraction: float = 1.0,
     resume: bool = False,
     progress: bool = True,
     on_epoch=None,
 ):
-    """Fit a defect segmenter on pixel masks; ``image_size`` None: short side 256, aspect kept."""
+    """Fit a defect segmenter on pixel masks; ``image_size`` None: short side 256, aspect kept.
+
+    ``synthetic``: extra synthetic defective images for training; ``defect_fraction``: train on
+    only this share of the real defective training images (learning curves)."""
     from lineguard.data import read_mask
     from lineguard.data.samples import SampleRef
     from lineguard.supervised.segmenter import DefectSegmenter
@@ -153,9 +158,18 @@ def train_segmenter(
         lr=lr,
         patience=patience,
         augment=augment,
+        synthetic=synthetic,
     )
+    train = list(split.train)
+    if defect_fraction < 1.0:  # keep a seeded share of the real defective images, every good one
+        import numpy as np
+
+        defective = [s for s in train if s.label == 1]
+        keep = max(1, round(defect_fraction * len(defective)))
+        chosen = {str(s.path) for s in np.random.default_rng([seed, 11]).permutation(defective)[:keep]}
+        train = [s for s in train if s.label == 0 or str(s.path) in chosen]
     model.fit(
-        *load(split.train),
+        *load(train),
         *load(split.val),
         checkpoint_dir=Path(out) / "checkpoint",
         resume=resume,
