@@ -71,7 +71,8 @@ def test_train_evaluate_export_segmenter(trained, tmp_path):
     want, got = model.predict(images), inspector.predict(images)
     np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
     np.testing.assert_allclose(got.maps, want.maps, atol=1e-4)
-    assert inspector.thresholds.ng == 0.5 and inspector.task == "segment"
+    assert inspector.thresholds == model.thresholds and inspector.task == "segment"
+    assert model.thresholds.ng == model.metadata["threshold_calibration"]["thresholds"]["ng"]
     result = runner.invoke(
         app,
         [

@@ -20,7 +20,10 @@ def segmentation_metrics(
     masks: Sequence[np.ndarray | None],
     maps: np.ndarray,
     threshold: float,
+    review_threshold: float | None = None,
 ) -> dict[str, Any]:
+    """Image-level metrics at the NG ``threshold`` (and the share of defects caught as REVIEW or NG
+    when ``review_threshold`` is given); pixel masks are the map at or above ``threshold``."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     labels = np.asarray(labels, bool)
@@ -46,6 +49,13 @@ def segmentation_metrics(
         "threshold": float(threshold),
         "false_reject_rate": float(decided_ng[~labels].mean()) if (~labels).any() else None,
         "sensitivity": float(decided_ng[labels].mean()) if labels.any() else None,
+        "review_threshold": None if review_threshold is None else float(review_threshold),
+        "defects_caught_review_or_ng": float((scores[labels] >= review_threshold).mean())
+        if review_threshold is not None and labels.any()
+        else None,
+        "good_sent_to_review_or_ng": float((scores[~labels] >= review_threshold).mean())
+        if review_threshold is not None and (~labels).any()
+        else None,
         "mask_iou": tp / max(1, tp + fp + fn),
         "mask_f1": 2 * tp / max(1, 2 * tp + fp + fn),
         "mean_iou_defect_images": float(np.mean(per_image_iou)) if per_image_iou else None,
@@ -73,7 +83,9 @@ def evaluate_segmenter(
     prediction = estimator.predict(images)
     elapsed = time.perf_counter() - start
     threshold = estimator.thresholds.ng
-    metrics = segmentation_metrics(labels, prediction.scores, masks, prediction.maps, threshold)
+    metrics = segmentation_metrics(
+        labels, prediction.scores, masks, prediction.maps, threshold, estimator.thresholds.review
+    )
     metrics["ms_per_image"] = 1e3 * elapsed / max(1, len(samples))
     # Defect areas in the original image's pixels (the map is at the network input size).
     areas = []
