@@ -204,3 +204,21 @@ def test_alignment_undoes_a_shift_and_refuses_a_blank_image():
     assert np.abs(shifted[inner].astype(int) - reference[inner]).mean() > 20
     with pytest.raises(AlignmentError):
         Aligner(reference).align(np.zeros_like(reference))
+
+
+def test_a_relative_video_file_is_relative_to_the_station_file(tmp_path):
+    from lineguard.station import parse_config
+
+    doc = {
+        "station": "s",
+        "sources": {
+            "v": {"kind": "video", "url": "clips/line.avi"},
+            "r": {"kind": "video", "url": "rtsp://10.0.0.5/stream"},
+            "u": {"kind": "video", "url": "0"},
+        },
+        "recipes": {"r": {"checks": [{"name": "a", "bundle": "b", "source": "v"}]}},
+        "recipe": "r",
+    }
+    config = parse_config(doc, base=tmp_path)
+    assert config.sources["v"].url == str(tmp_path / "clips" / "line.avi")
+    assert config.sources["r"].url == "rtsp://10.0.0.5/stream" and config.sources["u"].url == "0"

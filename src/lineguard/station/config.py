@@ -248,6 +248,8 @@ def _resolve(value: Any, base: Path) -> Any:
     """Paths relative to the YAML file's folder."""
     if isinstance(value, Path):
         return value if value.is_absolute() else (base / value).resolve()
+    if isinstance(value, VideoSourceConfig) and "://" not in value.url and not value.url.isdigit():
+        return value.model_copy(update={"url": str(_resolve(Path(value.url), base))})  # a video file
     if isinstance(value, BaseModel):
         return value.model_copy(
             update={name: _resolve(getattr(value, name), base) for name in type(value).model_fields}
