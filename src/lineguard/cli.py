@@ -687,6 +687,12 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_config(config_file)
+        if api and config.api is not None:
+            where = config.api.token_file or Path(config.state_dir) / "api-token"
+            typer.echo(
+                f"REST API: http://{config.api.host}:{config.api.port}/docs | bearer token: "
+                f"${config.api.token_env} if set, else the file {where} (made on first start)"
+            )
         station = run_station(
             config,
             max_parts=max_parts,
