@@ -125,7 +125,8 @@ def main() -> None:
         "Test metrics through the exported bundle (ONNX Runtime, 1 thread); thresholds calibrated on the "
         "validation items (NG just above the highest good validation score, REVIEW down to the score "
         "catching 99 % of the validation defects). FRR and sensitivity at NG; 'caught' = defective parts "
-        "decided REVIEW or NG, 'to review' = good parts decided REVIEW or NG.",
+        "decided REVIEW or NG, 'to review' = good parts decided REVIEW or NG; mask IoU / F1 over all test "
+        "pixels with the defect probability at 0.5.",
         "",
         "| train (defective) | test good / defective | image AP | image AUROC | FRR | sensitivity | caught "
         "| to review | mask IoU | mask F1 | epochs (best) | fit | ms/img | peak RSS |",

@@ -21,16 +21,18 @@ def segmentation_metrics(
     maps: np.ndarray,
     threshold: float,
     review_threshold: float | None = None,
+    mask_threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Image-level metrics at the NG ``threshold`` (and the share of defects caught as REVIEW or NG
-    when ``review_threshold`` is given); pixel masks are the map at or above ``threshold``."""
+    when ``review_threshold`` is given); pixel masks: the probability map at or above ``mask_threshold``
+    (the part decision's threshold is tuned for the part score, not for outlining the defect)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     labels = np.asarray(labels, bool)
     truth = np.stack(
         [resize_mask(m, maps.shape[1:]) if m is not None else np.zeros(maps.shape[1:], bool) for m in masks]
     )
-    predicted = maps >= threshold
+    predicted = maps >= mask_threshold
     tp = int((predicted & truth).sum())
     fp = int((predicted & ~truth).sum())
     fn = int((~predicted & truth).sum())
@@ -56,6 +58,7 @@ def segmentation_metrics(
         "good_sent_to_review_or_ng": float((scores[~labels] >= review_threshold).mean())
         if review_threshold is not None and (~labels).any()
         else None,
+        "mask_threshold": float(mask_threshold),
         "mask_iou": tp / max(1, tp + fp + fn),
         "mask_f1": 2 * tp / max(1, 2 * tp + fp + fn),
         "mean_iou_defect_images": float(np.mean(per_image_iou)) if per_image_iou else None,
@@ -91,7 +94,7 @@ def evaluate_segmenter(
     areas = []
     for image, amap in zip(images, prediction.maps, strict=True):
         scale = image.shape[0] * image.shape[1] / (amap.shape[0] * amap.shape[1])
-        areas.append(float((amap >= threshold).sum() * scale))
+        areas.append(float((amap >= metrics["mask_threshold"]).sum() * scale))
     metrics["defect_area_px"] = {
         "median_on_defect_images": float(np.median(np.array(areas)[labels])) if labels.any() else None
     }
