@@ -222,3 +222,23 @@ def test_a_relative_video_file_is_relative_to_the_station_file(tmp_path):
     config = parse_config(doc, base=tmp_path)
     assert config.sources["v"].url == str(tmp_path / "clips" / "line.avi")
     assert config.sources["r"].url == "rtsp://10.0.0.5/stream" and config.sources["u"].url == "0"
+
+
+def test_triggered_video_takes_one_frame_per_trigger(tmp_path):
+    path = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for _ in range(6):
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    source = VideoSource("cam", VideoSourceConfig(kind="video", url=str(path), every_n=3, trigger="software"))
+    for part in ("A", "B", "C"):
+        source.gate.fire(part)
+    stop = threading.Event()
+    frames = []
+    for frame in source.frames(stop):
+        frames.append(frame)
+        if len(frames) == 3:
+            stop.set()
+            break
+    assert [f.part_id for f in frames] == ["A", "B", "C"]
+    assert [f.name.rsplit(" ", 1)[1] for f in frames] == ["0", "1", "2"]  # every_n is for free-run only

@@ -57,7 +57,7 @@ class VideoSourceConfig(_Strict):
 
     kind: Literal["video"]
     url: str
-    every_n: int = Field(1, gt=0, description="take one frame in every n")
+    every_n: int = Field(1, gt=0, description="free-run: take one frame in every n")
     limit: int | None = Field(None, gt=0)
     reconnect_s: float = Field(2.0, gt=0, description="streams: wait before reconnecting")
     trigger: Trigger = "free_run"

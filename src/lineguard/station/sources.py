@@ -252,7 +252,8 @@ class VideoSource(Source):
                     if not grabbed:
                         break
                     read += 1
-                    if (read - 1) % self.config.every_n:
+                    # every_n thins a free-running stream; triggered, the frame after each trigger counts.
+                    if self.gate is None and (read - 1) % self.config.every_n:
                         continue
                     taken += 1
                     seq = self._next_seq()
