@@ -118,3 +118,19 @@ def test_synthetic_defect_set_is_reproducible():
     b = synthetic_defect_set(good, 6, seed=5)
     assert all((x == y).all() for x, y in zip(a[0], b[0], strict=True))
     assert len(a[1]) == 6 and all(m.any() for m in a[1])
+
+
+def test_fit_can_set_the_review_band_on_synthetic_defects(folder_dataset, tmp_path):
+    from lineguard.data import open_dataset
+    from lineguard.models import Padim
+    from lineguard.train import fit_anomaly_model
+
+    split = open_dataset(folder_dataset, "folder", seed=0)
+    plain = fit_anomaly_model(Padim("efficientnet_lite0", (64, 64), seed=0), split, seed=0)
+    helped = fit_anomaly_model(
+        Padim("efficientnet_lite0", (64, 64), seed=0), split, seed=0, synthetic_defects=12
+    )
+    assert plain.metadata["n_calibration_synthetic"] == 0 and helped.metadata["n_calibration_synthetic"] == 12
+    assert helped.calibration.thresholds.ng == plain.calibration.thresholds.ng  # NG still from the good parts
+    assert helped.calibration.thresholds.review < plain.calibration.thresholds.review  # the band widened
+    assert any("synthetic defects" in w for w in helped.calibration.warnings)

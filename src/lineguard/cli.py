@@ -149,6 +149,14 @@ def fit(
             help="Share of labelled defects the REVIEW threshold must catch (when defects are known)."
         ),
     ] = 0.99,
+    synthetic_defects: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Without labelled defects: set the REVIEW band on this many synthetic ones "
+            "(CutPaste, scar, Perlin) made from the held-out good images.",
+        ),
+    ] = 0,
     test_fraction: Annotated[
         float | None,
         typer.Option(help="Share of good images (items for kolektor) kept for testing; default per format."),
@@ -198,6 +206,7 @@ def fit(
             max_train=max_train,
             seed=seed,
             progress=True,
+            synthetic_defects=synthetic_defects,
             split_info={"format": format.value, "seed": seed, "test_fraction": test_fraction},
         )
         estimator.save(out)

@@ -72,8 +72,13 @@ def fit_anomaly_model(
     seed: int = 0,
     progress: bool = False,
     split_info: dict[str, Any] | None = None,
+    synthetic_defects: int = 0,
 ) -> AnomalyModel:
-    """Fit on good parts and calibrate on a held-out share of them (grouped by item)."""
+    """Fit on good parts and calibrate on a held-out share of them (grouped by item).
+
+    ``synthetic_defects``: when the data has no labelled defects for calibration, this many synthetic
+    ones (CutPaste, scar, Perlin; made from the held-out good parts) widen the REVIEW band to catch
+    ``target_sensitivity`` of them — a stand-in until real defects exist, said so in the warnings."""
     fit_samples, cal_samples = split_good(split.train, calibration_fraction, seed)
     if max_train is not None and len(fit_samples) > max_train:
         fit_samples = sorted(random.Random(seed).sample(fit_samples, max_train), key=lambda s: str(s.path))
@@ -87,9 +92,16 @@ def fit_anomaly_model(
     model.fit(iter_images(fit_samples), total=len(fit_samples), progress=progress)
     good = model.predict(iter_images(cal_samples), total=len(cal_samples), progress=progress)
     defect_scores = None
+    n_synthetic = 0
     if split.calibration_defects:
         defects = split.calibration_defects
         defect_scores = model.predict(iter_images(defects), total=len(defects)).scores
+    elif synthetic_defects > 0:
+        from lineguard.augment import synthetic_defect_set
+
+        made, _ = synthetic_defect_set(list(iter_images(cal_samples)), synthetic_defects, seed=seed)
+        defect_scores = model.predict(made).scores
+        n_synthetic = len(made)
     model.calibration = calibrate(
         good.scores,
         target_frr=target_frr,
@@ -97,6 +109,14 @@ def fit_anomaly_model(
         defect_scores=defect_scores,
         target_sensitivity=target_sensitivity,
     )
+    if n_synthetic:
+        from dataclasses import replace
+
+        note = (
+            f"the REVIEW band was set on {n_synthetic} synthetic defects (CutPaste, scar, Perlin), not on "
+            "real ones; confirm the thresholds on real defects as soon as there are some"
+        )
+        model.calibration = replace(model.calibration, warnings=(*model.calibration.warnings, note))
     model.metadata.update(
         {
             "dataset": split.name,
@@ -105,6 +125,7 @@ def fit_anomaly_model(
             "n_fit_images": len(fit_samples),
             "n_calibration_good": len(cal_samples),
             "n_calibration_defect": len(split.calibration_defects),
+            "n_calibration_synthetic": n_synthetic,
             "training_fingerprint": fingerprint(fit_samples),
             # Names let `evaluate` refuse to test on images the model has seen.
             "seen_files": sorted(
