@@ -539,3 +539,33 @@ def test_sigterm_stops_gracefully_after_deciding_parts_in_flight(station_bundle,
     parts, events = recorded(tmp_path)
     assert {r["uid"] for r in reported(tmp_path)} == set(parts)
     assert events[0]["kind"] == "stop"
+
+
+def test_changeover_to_a_recipe_on_another_camera(station_bundle, tmp_path):
+    write_line(tmp_path / "top", 2, defect_every=0, seed=4)
+    write_line(tmp_path / "side", 2, defect_every=0, seed=5)
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "top",
+        sources={
+            name: {"kind": "replay", "path": str(tmp_path / name), "ppm": 0, "trigger": "software"}
+            for name in ("top", "side")
+        },
+        recipes={
+            "A": {"checks": [{"name": "top", "bundle": str(station_bundle), "source": "top"}]},
+            "B": {"checks": [{"name": "side", "bundle": str(station_bundle), "source": "side"}]},
+        },
+        recipe="A",
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        assert set(station.sources) == {"top", "side"}  # opened for recipe B too
+        station.changeover("B")
+        station.trigger("PN-9", source="side")
+        wait_for(lambda: station.counters["parts"] == 1, what="a part on the other camera")
+    finally:
+        station.stop()
+    (part,) = recorded(tmp_path)[0].values()
+    assert part.recipe == "B" and part.checks[0].check == "side" and part.part_id == "PN-9"

@@ -98,7 +98,7 @@ class Station:
         self.recipe = self._load_recipe(config.recipe)
         self.sources: dict[str, Source] = {}
         self.sinks: list[Any] = list(sinks or [])
-        self._queue: queue.Queue[_WorkItem | None] = queue.Queue(maxsize=config.queue_size)
+        self._queue: queue.Queue[_WorkItem] = queue.Queue(maxsize=config.queue_size)
         self._closed: queue.Queue[AssembledPart] = queue.Queue()
         self._seq_uid: dict[tuple[str, int], str] = {}  # (recipe, frame seq) -> open part uid
         self._closed_seq: OrderedDict[int, None] = OrderedDict()
@@ -133,9 +133,8 @@ class Station:
             "cascade_skipped": 0,
         }
         self._latencies: deque[float] = deque(maxlen=5000)
-        self._decided_times: deque[float] = deque(maxlen=100_000)
+        self._decided_times: deque[float] = deque(maxlen=5000)  # the rate over the last minute
         self._ok_index = 0
-        self._published = 0
         self.last_result: PublishedResult | None = None
 
     # -- recipes -----------------------------------------------------------------------
@@ -170,8 +169,10 @@ class Station:
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:
+        # Every source some recipe reads: a changeover may switch to checks on another camera.
+        used = {check.source for recipe in self.config.recipes.values() for check in recipe.checks}
         for name, source_config in self.config.sources.items():
-            if any(name in r.by_source for r in [self.recipe]):
+            if name in used:
                 self.sources[name] = open_source(name, source_config)
         for sink in self.sinks:
             sink.start(self)
@@ -350,8 +351,6 @@ class Station:
                 item = self._queue.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if item is None:
-                continue
             with self._lock:
                 recipe = self._part_recipe.get(item.uid)
                 still_open = recipe is not None and recipe.assembler.is_open(item.uid)
@@ -418,14 +417,13 @@ class Station:
             return
         latency_ms = 1e3 * (time.monotonic() - started)
         with self._lock:
-            self._published += 1
             self.counters["parts"] += 1
             self.counters[record.verdict] += 1
             self.counters["journalled"] += where == "journal"
             self._latencies.append(latency_ms)
             self._decided_times.append(time.monotonic())
             result = PublishedResult(
-                seq=self._published,
+                seq=self.counters["parts"],
                 uid=record.uid,
                 part_id=record.part_id,
                 verdict=record.verdict,
@@ -515,7 +513,7 @@ class Station:
         with self._lock:
             latencies = np.asarray(self._latencies, np.float64)
             now = time.monotonic()
-            recent = [t for t in list(self._decided_times)[-5000:] if now - t <= 60.0]
+            recent = [t for t in self._decided_times if now - t <= 60.0]
             span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
             rate = 60.0 * (len(recent) - 1) / span if span > 0 else 0.0
             assembler = self.recipe.assembler
