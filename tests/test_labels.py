@@ -11,6 +11,7 @@ import pytest
 from conftest import shared_dataset
 
 from lineguard.data.labels import (
+    read_annotated,
     read_class_folders,
     read_coco,
     read_masks,
@@ -145,3 +146,27 @@ def test_kolektor_masks_split_by_item():
     groups = [{s.group for s in part} for part in (split.train, split.val, split.test)]
     assert not (groups[0] & groups[2]) and not (groups[0] & groups[1]) and not (groups[1] & groups[2])
     assert all(s.mask_path is not None for s in split.test if s.label == 1)
+
+
+@pytest.mark.shared
+def test_neu_det_boxes_read_as_published():
+    """NEU-DET's VOC files: 1800 images and 4189 boxes (its SOURCE.md), each image with its boxes,
+    split by the detection task into whole images, stratified by their main class."""
+    root = shared_dataset("neu-det")
+    data = read_annotated(root, "voc", "detect")
+    assert len(data.samples) == 1800
+    assert sum(len(s.boxes) for s in data.samples) == 4189
+    assert data.classes == (
+        "crazing",
+        "inclusion",
+        "patches",
+        "pitted_surface",
+        "rolled-in_scale",
+        "scratches",
+    )
+    split = split_annotated(data, val=0.1, test=0.2, seed=0)
+    sizes = (len(split.train), len(split.val), len(split.test))
+    assert sum(sizes) == 1800 and abs(sizes[1] - 180) <= 3 and abs(sizes[2] - 360) <= 3
+    assert not {s.path for s in split.test} & {s.path for s in split.train + split.val}
+    with pytest.raises(DataError, match="detection reads boxes"):
+        read_annotated(root, "folder", "detect")

@@ -48,6 +48,7 @@ class AnyFormat(StrEnum):
 
 class Task(StrEnum):
     classify = "classify"
+    detect = "detect"
     segment = "segment"
 
 
@@ -230,7 +231,10 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model to.")],
     task: Annotated[
         Task,
-        typer.Option(help="classify (folder, voc, coco, yolo) or segment (masks: mvtec, kolektor, folder)."),
+        typer.Option(
+            help="classify (folder, voc, coco, yolo), detect (boxes: voc, coco, yolo) or segment "
+            "(masks: mvtec, kolektor, folder)."
+        ),
     ] = Task.classify,
     backbone: Annotated[
         str, typer.Option(help="Backbone name (see `lineguard backbones`).")
@@ -238,24 +242,32 @@ def train(
     size: Annotated[
         str,
         typer.Option(
-            help="Network input: SIZE (square), WIDTHxHEIGHT, or auto (classify: 224; segment: short "
-            "side 256, aspect kept)."
+            help="Network input: SIZE (square), WIDTHxHEIGHT, or auto (classify: 224; detect: 256; "
+            "segment: short side 256, aspect kept)."
         ),
     ] = "auto",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Default: classify 30, segment 40.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=2, help="Default: classify 32, segment 8.")] = None,
-    patience: Annotated[
-        int | None, typer.Option(min=0, help="Epochs without improvement before stopping (5 / 8).")
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Default: classify 30, detect 40, segment 40.")
     ] = None,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (cosine schedule).")] = 1e-3,
+    batch_size: Annotated[
+        int | None, typer.Option(min=2, help="Default: classify 32, detect 8, segment 8.")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(min=0, help="Epochs without improvement before stopping (5 / 8 / 8).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="AdamW learning rate (cosine schedule); default: 1e-3 (detect: 5e-4)."),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")
     ] = 0,
     val_fraction: Annotated[
-        float | None, typer.Option(help="Held out for early stopping and calibration (0.1 / 0.15).")
+        float | None,
+        typer.Option(help="Held out for early stopping and calibration (0.1; segment 0.15)."),
     ] = None,
     test_fraction: Annotated[
-        float | None, typer.Option(help="Held out for `lineguard evaluate` (0.2 / 0.3).")
+        float | None, typer.Option(help="Held out for `lineguard evaluate` (0.2; segment 0.3).")
     ] = None,
     augment: Annotated[
         Path | None, typer.Option(help="YAML mapping of augmentation settings (see docs/supervised.md).")
@@ -278,16 +290,21 @@ def train(
     The labelled images are split (stratified by class, items kept whole) into train / validation /
     test by the seed; the validation split stops training (and calibrates a classifier's
     confidences); `lineguard evaluate` later re-creates the test split from the seed in the model.
-    Object detection (--task detect) is not built yet.
+    A detector (FCOS on the backbone) stops on validation mAP@0.5; images without boxes train as
+    good parts.
     """
     import yaml
 
-    from lineguard.train.supervised import train_classifier, train_segmenter
+    from lineguard.train.supervised import train_classifier, train_detector, train_segmenter
 
     _threads(threads)
     image_size = parse_size(size)
     segment = task == Task.segment
-    defaults = (40, 8, 8, 0.15, 0.3) if segment else (30, 32, 5, 0.1, 0.2)
+    defaults = {
+        Task.classify: (30, 32, 5, 0.1, 0.2, 1e-3),
+        Task.detect: (40, 8, 8, 0.1, 0.2, 5e-4),
+        Task.segment: (40, 8, 8, 0.15, 0.3, 1e-3),
+    }[task]
     options = {
         "epochs": epochs or defaults[0],
         "batch_size": batch_size or defaults[1],
@@ -297,16 +314,19 @@ def train(
     }
 
     def report(r: dict) -> None:
-        quality = f"image AP {r['val_image_ap']:.4f}" if segment else f"accuracy {r['val_accuracy']:.4f}"
-        typer.echo(
-            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | val loss {r['val_loss']:.4f} {quality}"
-        )
+        if task == Task.detect:
+            quality = f"mAP@0.5 {r['val_map50']:.4f} mAP@0.5:0.95 {r['val_map']:.4f}"
+        else:
+            quality = f"val loss {r['val_loss']:.4f} " + (
+                f"image AP {r['val_image_ap']:.4f}" if segment else f"accuracy {r['val_accuracy']:.4f}"
+            )
+        typer.echo(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | {quality}")
 
     try:
         settings = yaml.safe_load(augment.read_text()) if augment else None
         common = {
             "backbone": backbone,
-            "lr": lr,
+            "lr": lr if lr is not None else defaults[5],
             "seed": seed,
             "augment": settings,
             "resume": resume,
@@ -316,6 +336,10 @@ def train(
         if segment:
             model, split = train_segmenter(
                 data, format.value, out, image_size=image_size, synthetic=synthetic, **common
+            )
+        elif task == Task.detect:
+            model, split = train_detector(
+                data, format.value, out, image_size=image_size or (256, 256), **common
             )
         else:
             model, split = train_classifier(
@@ -335,6 +359,14 @@ def train(
             f"{meta['n_synthetic']} synthetic) / {meta['n_val']} val / "
             f"{len(split.test)} test images at {model.image_size[1]}x{model.image_size[0]} | best epoch "
             f"{meta['best_epoch']} of {meta['epochs_run']} | {meta['fit_seconds']:.0f} s\nmodel: {out}"
+        )
+        return
+    if task == Task.detect:
+        typer.echo(
+            f"{len(model.classes)} classes, {meta['n_train']} train ({meta['n_train_boxes']} boxes) / "
+            f"{meta['n_val']} val / {len(split.test)} test images at {model.image_size[1]}x"
+            f"{model.image_size[0]} | best epoch {meta['best_epoch']} of {meta['epochs_run']} | "
+            f"{meta['fit_seconds']:.0f} s\nmodel: {out}"
         )
         return
     typer.echo(
@@ -362,14 +394,16 @@ def evaluate(
     """Score the test split of DATA and write REPORT/metrics.json with plots.
 
     Anomaly models: AUROCs, AUPRO, ROC, histogram, heatmaps. Classifiers: accuracy, per-class
-    precision / recall, confusion matrix, calibration (ECE, reliability diagram).
+    precision / recall, confusion matrix, calibration (ECE, reliability diagram). Detectors:
+    mAP@0.5 and mAP@0.5:0.95 (COCOeval), per-class AP and PR curves, overlays. Segmenters: image AP,
+    mask IoU / F1, PR curve, overlays.
     """
     from lineguard.evaluation import evaluate_anomaly_model, split_as_fitted
 
     try:
         estimator = load_scorer(model_path, threads)
         task = getattr(estimator, "task", "anomaly")
-        if task in ("classify", "segment"):
+        if task in ("classify", "detect", "segment"):
             _evaluate_supervised(estimator, task, data, format.value, out, seed, test_fraction)
             return
         if format.value not in DataFormat.__members__:
@@ -408,6 +442,21 @@ def _evaluate_supervised(
         test_fraction if test_fraction is not None else float(info.get("test_fraction", 0.2)),
         task=task,
     )
+    if task == "detect":
+        from lineguard.evaluation.detection import evaluate_detector
+
+        m = evaluate_detector(estimator, split.test, out, estimator.metadata.get("seen_files", ()))
+        per_class = ", ".join(
+            f"{name} {ap:.3f}"
+            for name, ap in zip(estimator.classes, m["per_class_ap50"], strict=True)
+            if ap is not None
+        )
+        typer.echo(
+            f"{m['n_images']} test images, {m['n_boxes']} boxes | mAP@0.5 {m['map50']:.4f} "
+            f"mAP@0.5:0.95 {m['map']:.4f} | AP@0.5 {per_class} | {m['ms_per_image']:.1f} ms/img\n"
+            f"report: {out / 'metrics.json'}"
+        )
+        return
     if task == "segment":
         from lineguard.evaluation.segmentation import evaluate_segmenter
 
@@ -446,7 +495,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
-    """Print one line per image: path, score, decision, threshold.
+    """Print one line per image: path, score, decision, threshold (classifiers: class and
+    confidence; detectors: each box at or above the REVIEW threshold, with class and confidence).
 
     An image that cannot be read is reported as NG with the reason, never skipped,
     and the exit code is 1.
@@ -475,8 +525,18 @@ def predict(
         }
         try:
             prediction = estimator.predict([read_image(path)])
-            score = float(prediction.scores[0])
-            record.update(score=score, decision=thresholds.decide(score).value)
+            if isinstance(prediction, list):  # a detector: its boxes, the part scored by the top one
+                found = prediction[0]
+                record.update(
+                    score=found.top_score,
+                    decision=thresholds.decide(found.top_score).value,
+                    # The boxes that move the decision (REVIEW or NG), not every low-score candidate.
+                    detections=found.above(thresholds.review).to_list(estimator.classes),
+                )
+                prediction = None
+            else:
+                score = float(prediction.scores[0])
+                record.update(score=score, decision=thresholds.decide(score).value)
             if hasattr(prediction, "labels"):  # a classifier names the class too
                 label = int(prediction.labels[0])
                 record.update(
@@ -492,6 +552,8 @@ def predict(
             extra = f"  ({record['error']})" if "error" in record else ""
             if "label" in record:
                 extra += f"\t{record['label']}\t{record['confidence']:.4f}"
+            for found in record.get("detections", []):
+                extra += f"\t{found['class']} {found['confidence']:.3f} {found['box_xyxy']}"
             typer.echo(f"{path}\t{score_text}\t{record['decision']}\t{thresholds.ng:.5g}{extra}")
         sys.stdout.flush()
     if failed:
@@ -548,7 +610,7 @@ def export(
     from lineguard.supervised.base import is_supervised_model
 
     if int8 and is_supervised_model(model_path):
-        _fail(ValueError("--int8 quantises anomaly bundles; classifiers export in fp32"))
+        _fail(ValueError("--int8 quantises anomaly bundles; supervised models export in fp32"))
     if int8 and (calibration is None or format is None):
         _fail(ValueError("--int8 needs --calibration DATA and --format"))
     if not int8 and calibration is not None:

@@ -186,6 +186,29 @@ def export_classifier_bundle(model: Any, out: str | Path) -> Path:
     )
 
 
+def export_detector_bundle(model: Any, out: str | Path) -> Path:
+    """A fitted :class:`~lineguard.supervised.detector.DefectDetector` as a bundle: one graph from
+    image to per-location boxes and class scores; the score threshold, NMS and top-k settings and
+    the classes in the manifest (the runtime applies them with the same numpy code as training)."""
+    pre = model.preprocessing
+    graph = NormalizedModel(model.module.to("cpu").eval(), pre.mean, pre.std) if model.module else None
+    return _export_supervised(
+        model,
+        out,
+        graph,
+        ["boxes", "scores"],
+        {"score": "confidence of the most confident detection (0 when none)"},
+        {"detection": model.detection.to_dict()},
+    )
+
+
+SUPERVISED_EXPORTS = {
+    "classify": export_classifier_bundle,
+    "segment": export_segmenter_bundle,
+    "detect": export_detector_bundle,
+}
+
+
 def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -> Path:
     """Export a fitted, calibrated model to the bundle folder ``out``.
 
@@ -195,14 +218,10 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
     over the memory bank stored beside it.
     """
     task = getattr(model, "task", "anomaly")
-    if task in ("classify", "segment"):
+    if task in SUPERVISED_EXPORTS:
         if search != "graph":
             raise ValueError(f"search applies to PatchCore's memory bank, not to a {model.kind}")
-        return (
-            export_classifier_bundle(model, out)
-            if task == "classify"
-            else export_segmenter_bundle(model, out)
-        )
+        return SUPERVISED_EXPORTS[task](model, out)
     if model.module is None:
         raise ValueError("the model is not fitted")
     if model.calibration is None:

@@ -294,13 +294,16 @@ def read_masks(root: str | Path, format: str) -> AnnotatedSet:
 
 def read_annotated(root: str | Path, format: str, task: str = "classify") -> AnnotatedSet:
     """Labels for ``task``: segmentation reads masks (mvtec, kolektor, or the anomaly folder layout
-    with masks/); classification reads class folders, VOC, COCO or YOLO (image class = its boxes')."""
+    with masks/); detection reads VOC, COCO or YOLO boxes; classification reads class folders, VOC,
+    COCO or YOLO (image class = its boxes')."""
     if task == "segment":
         if format not in ("mvtec", "kolektor", "folder"):
             raise DataError(
                 Path(root), f"segmentation reads masks: format mvtec, kolektor or folder, not {format!r}"
             )
         return read_masks(root, format)
+    if task == "detect" and format not in ("voc", "coco", "yolo"):
+        raise DataError(Path(root), f"detection reads boxes: format voc, coco or yolo, not {format!r}")
     if format == "folder":
         return read_class_folders(root)
     if format == "voc":

@@ -10,7 +10,7 @@ MODELS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": Padim}
 
 def load_model(path: str, device: str = "cpu"):
     """Load a model folder: an anomaly model (``AnomalyModel.save``) or a supervised one
-    (``ImageClassifier.save``)."""
+    (classifier, segmenter or detector)."""
     from lineguard.supervised.base import supervised_task
 
     task = supervised_task(path)
@@ -22,6 +22,10 @@ def load_model(path: str, device: str = "cpu"):
         from lineguard.supervised.segmenter import DefectSegmenter
 
         return DefectSegmenter.load(path, device=device)
+    if task == "detect":
+        from lineguard.supervised.detector import DefectDetector
+
+        return DefectDetector.load(path, device=device)
     return AnomalyModel.load(path, device=device)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lineguard.decision import Calibration, Decision, DecisionThresholds
+from lineguard.detections import Detections
 from lineguard.errors import ModelFileError
 from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
 from lineguard.results import AnomalyPrediction
@@ -41,8 +42,22 @@ class InspectionResult:
     decision: Decision
     anomaly_map: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
-    label: str | None = None  # classifiers: the winning class
-    confidence: float | None = None  # classifiers: its calibrated probability
+    label: str | None = None  # classifiers: the winning class; detectors: the top detection's
+    confidence: float | None = None  # its calibrated probability / confidence
+    detections: Detections | None = None  # detectors: every box found, in the image's pixels
+    classes: tuple[str, ...] = ()  # detectors: the names of their class indices
+
+    def describe(self, limit: int = 3) -> str:
+        """What the model named, for the record: the class (classifiers) or the boxes found."""
+        if self.detections is not None:
+            found = self.detections.to_list(self.classes)
+            shown = "; ".join(
+                f"{d['class']} {d['confidence']:.3f} at {[round(v) for v in d['box_xyxy']]}"
+                for d in found[:limit]
+            )
+            more = f" (+{len(found) - limit} more)" if len(found) > limit else ""
+            return f"{len(found)} found" + (f": {shown}{more}" if found else "")
+        return f"{self.label} {self.confidence:.3f}" if self.label is not None else ""
 
 
 def session_options(providers: Sequence[str] | str | None, threads: int | None):
@@ -238,12 +253,16 @@ def load_bundle(
 
 
 def _open(folder: Path, manifest: dict[str, Any], providers, threads):
-    """The runtime for the bundle's task: anomaly scoring or classification."""
+    """The runtime for the bundle's task: anomaly scoring (and segmentation), classification or detection."""
     task = manifest.get("task", "anomaly")
     if task == "classify":
         from lineguard.runtime.classifier import ClassifierInspector
 
         return ClassifierInspector(folder, manifest, providers, threads)
+    if task == "detect":
+        from lineguard.runtime.detector import DetectorInspector
+
+        return DetectorInspector(folder, manifest, providers, threads)
     if task not in ("anomaly", "segment"):  # a segmenter has the anomaly graph's contract: score + map
         raise ModelFileError(f"{folder}: bundle task {task!r} is not known to this LineGuard")
     return Inspector(folder, manifest, providers, threads)

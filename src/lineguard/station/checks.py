@@ -86,7 +86,6 @@ class CheckRunner:
         timings["prepare"] = 1e3 * (prepared_at - start)
         if not np.isfinite(result.score):
             return CheckRun(CheckOutcome(self.name, None, None, "model gave no finite score"), prepared)
-        # Classifiers name what they saw; it goes into the record with the decision.
-        detail = f"{result.label} {result.confidence:.3f}" if result.label is not None else ""
-        outcome = CheckOutcome(self.name, result.decision, float(result.score), detail)
+        # Classifiers and detectors name what they saw; it goes into the record with the decision.
+        outcome = CheckOutcome(self.name, result.decision, float(result.score), result.describe())
         return CheckRun(outcome, prepared, result.anomaly_map, timings)

@@ -4,10 +4,12 @@ from lineguard.results import ClassPrediction
 from lineguard.supervised.base import is_supervised_model
 from lineguard.supervised.calibration import expected_calibration_error, fit_temperature, softmax
 from lineguard.supervised.classifier import ImageClassifier
+from lineguard.supervised.detector import DefectDetector
 from lineguard.supervised.segmenter import DefectSegmenter
 
 __all__ = [
     "ClassPrediction",
+    "DefectDetector",
     "DefectSegmenter",
     "ImageClassifier",
     "expected_calibration_error",

@@ -39,7 +39,7 @@ STATE_FILE = "state.safetensors"
 
 
 def supervised_task(path: str | Path) -> str | None:
-    """ "classify" / "segment" for a supervised model folder, None for anything else."""
+    """ "classify" / "segment" / "detect" for a supervised model folder, None for anything else."""
     try:
         doc = json.loads((Path(path) / CONFIG_FILE).read_text())
     except (OSError, ValueError):

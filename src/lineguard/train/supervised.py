@@ -177,3 +177,57 @@ def train_segmenter(
         on_epoch=on_epoch,
     )
     return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
+
+
+def train_detector(
+    data: str | Path,
+    format: str,
+    out: str | Path,
+    *,
+    backbone: str = "efficientnet_lite0",
+    image_size: tuple[int, int] = (256, 256),
+    epochs: int = 30,
+    batch_size: int = 16,
+    patience: int = 6,
+    lr: float = 1e-3,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    augment: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch=None,
+):
+    """Fit an FCOS defect detector on boxes (VOC, COCO or YOLO labels); images without boxes train
+    as good parts."""
+    from lineguard.supervised.detector import DefectDetector
+
+    annotated, split = labelled_split(data, format, seed, val_fraction, test_fraction, task="detect")
+    model = DefectDetector(
+        backbone,
+        image_size,
+        annotated.classes,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        augment=augment,
+    )
+
+    def load(samples):
+        return (
+            [read_image(s.path) for s in samples],
+            [s.boxes for s in samples],
+            [s.box_labels for s in samples],
+        )
+
+    model.fit(
+        *load(split.train),
+        *load(split.val),
+        checkpoint_dir=Path(out) / "checkpoint",
+        resume=resume,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
