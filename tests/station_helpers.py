@@ -43,3 +43,17 @@ def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition") -> Non
     while not predicate():
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def inspect_folder(tmp_path: Path, bundle: Path, folder: Path) -> list:
+    """Run a station with one check (``bundle``) over every image in ``folder``; the recorded parts."""
+    from lineguard.station import build_sinks
+    from lineguard.store import RecordStore, sqlite_url
+
+    config = station_config(tmp_path, bundle, folder)
+    run_to_end(Station(config, build_sinks(config)))
+    store = RecordStore(sqlite_url(tmp_path / "state" / "record.db"), tmp_path / "j.jsonl")
+    try:
+        return store.parts("test-line")
+    finally:
+        store.close()

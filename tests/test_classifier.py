@@ -133,7 +133,7 @@ def test_train_evaluate_predict_export(trained, tmp_path):
             "folder",
         ],
     )
-    assert result.exit_code != 0 and "classifiers export in fp32" in result.output
+    assert result.exit_code != 0 and "supervised models export in fp32" in result.output
 
 
 def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
@@ -178,19 +178,13 @@ def test_temperature_scaling_improves_calibration_without_changing_predictions()
 
 
 def test_station_runs_a_classifier_bundle(trained, tmp_path):
-    from station_helpers import run_to_end, station_config
+    from station_helpers import inspect_folder
 
     from lineguard.bundle import export_bundle
-    from lineguard.station import Station, build_sinks
-    from lineguard.store import RecordStore, sqlite_url
 
     data, model_dir, _ = trained
     bundle = export_bundle(ImageClassifier.load(model_dir), tmp_path / "bundle")
-    config = station_config(tmp_path, bundle, data / "spot")
-    run_to_end(Station(config, build_sinks(config)))
-    store = RecordStore(sqlite_url(tmp_path / "state" / "record.db"), tmp_path / "j.jsonl")
-    parts = store.parts("test-line")
-    store.close()
+    parts = inspect_folder(tmp_path, bundle, data / "spot")
     assert len(parts) == 14
     for part in parts:
         check = part.checks[0]

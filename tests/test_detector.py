@@ -222,20 +222,14 @@ def test_detection_reads_boxes_only(tmp_path):
 
 
 def test_station_records_what_the_detector_found(trained, tmp_path):
-    from station_helpers import run_to_end, station_config
+    from station_helpers import inspect_folder
 
     from lineguard.bundle import export_bundle
     from lineguard.models import load_model
-    from lineguard.station import Station, build_sinks
-    from lineguard.store import RecordStore, sqlite_url
 
     data, model_dir, _ = trained
     bundle = export_bundle(load_model(str(model_dir)), tmp_path / "bundle")
-    config = station_config(tmp_path, bundle, data / "images")
-    run_to_end(Station(config, build_sinks(config)))
-    store = RecordStore(sqlite_url(tmp_path / "state" / "record.db"), tmp_path / "j.jsonl")
-    parts = store.parts("test-line")
-    store.close()
+    parts = inspect_folder(tmp_path, bundle, data / "images")
     assert len(parts) == 60
     flagged = [p for p in parts if p.verdict != "OK"]
     assert flagged, "parts with bright spots and dark bars must be flagged"

@@ -98,19 +98,14 @@ def test_segmentation_needs_masks_format(tmp_path):
 
 
 def test_station_archives_the_segmenter_probability_map(trained, tmp_path):
-    from station_helpers import run_to_end, station_config
+    from station_helpers import inspect_folder
 
     from lineguard.bundle import export_bundle
-    from lineguard.station import Station, build_sinks
-    from lineguard.store import ImageArchive, RecordStore, sqlite_url
+    from lineguard.store import ImageArchive
 
     data, model_dir, _ = trained
     bundle = export_bundle(load_model(str(model_dir)), tmp_path / "bundle")
-    config = station_config(tmp_path, bundle, data / "scratch")
-    run_to_end(Station(config, build_sinks(config)))
-    store = RecordStore(sqlite_url(tmp_path / "state" / "record.db"), tmp_path / "j.jsonl")
-    parts = store.parts("test-line")
-    store.close()
+    parts = inspect_folder(tmp_path, bundle, data / "scratch")
     assert len(parts) == 20
     kept = [p.checks[0] for p in parts if p.verdict != "OK"]
     assert len(kept) >= 10  # scratched parts: most are flagged

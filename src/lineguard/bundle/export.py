@@ -149,15 +149,19 @@ def _export_supervised(
     return out
 
 
+def _normalized_graph(model: Any) -> nn.Module | None:
+    """The model's network behind its input normalisation (None while unfitted)."""
+    pre = model.preprocessing
+    return NormalizedModel(model.module.to("cpu").eval(), pre.mean, pre.std) if model.module else None
+
+
 def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
     """A fitted :class:`~lineguard.supervised.DefectSegmenter` as a bundle with the anomaly graph's
     contract (part score + map, here the defect-probability map), so the same runtime runs it."""
-    pre = model.preprocessing
-    graph = NormalizedModel(model.module.to("cpu").eval(), pre.mean, pre.std) if model.module else None
     return _export_supervised(
         model,
         out,
-        graph,
+        _normalized_graph(model),
         ["score", "anomaly_map"],
         {"score": "highest defect probability after a 3x3 mean, over the part"},
         {},
@@ -190,12 +194,10 @@ def export_detector_bundle(model: Any, out: str | Path) -> Path:
     """A fitted :class:`~lineguard.supervised.detector.DefectDetector` as a bundle: one graph from
     image to per-location boxes and class scores; the score threshold, NMS and top-k settings and
     the classes in the manifest (the runtime applies them with the same numpy code as training)."""
-    pre = model.preprocessing
-    graph = NormalizedModel(model.module.to("cpu").eval(), pre.mean, pre.std) if model.module else None
     return _export_supervised(
         model,
         out,
-        graph,
+        _normalized_graph(model),
         ["boxes", "scores"],
         {"score": "confidence of the most confident detection (0 when none)"},
         {"detection": model.detection.to_dict()},

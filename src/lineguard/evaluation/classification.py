@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.data.labels import refuse_seen
 from lineguard.supervised.calibration import expected_calibration_error
 
 
@@ -110,10 +111,7 @@ def evaluate_classifier(
         raise ValueError(
             f"the data's classes {list(classes)} differ from the model's {list(estimator.classes)}"
         )
-    seen = {str(Path(s)) for s in seen_files}
-    overlap = [s.path for s in samples if str(Path(s.path).resolve()) in seen]
-    if overlap:
-        raise ValueError(f"{len(overlap)} test images were used in training or validation, e.g. {overlap[0]}")
+    refuse_seen(samples, seen_files)
     labels = [s.label for s in samples]
     start = time.perf_counter()
     probabilities = estimator.predict([read_image(s.path) for s in samples]).probabilities

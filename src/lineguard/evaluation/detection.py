@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.data.labels import refuse_seen
 from lineguard.detections import Detections
 from lineguard.metrics.detection import detection_map
 
@@ -39,10 +40,7 @@ def evaluate_detector(
     """Detect on the test samples (a trained model or a bundle), compute metrics, write the report."""
     from lineguard.data import read_image
 
-    seen = {str(Path(s)) for s in seen_files}
-    overlap = [s.path for s in samples if str(Path(s.path).resolve()) in seen]
-    if overlap:
-        raise ValueError(f"{len(overlap)} test images were used in training or validation, e.g. {overlap[0]}")
+    refuse_seen(samples, seen_files)
     images = [read_image(s.path) for s in samples]
     start = time.perf_counter()
     found: list[Detections] = estimator.predict(images)

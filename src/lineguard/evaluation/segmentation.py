@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.data.labels import refuse_seen
 from lineguard.metrics.anomaly import resize_mask
 
 
@@ -72,10 +73,7 @@ def evaluate_segmenter(
     """Segment the test samples (a trained model or a bundle), compute metrics, write the report."""
     from lineguard.data import read_image, read_mask
 
-    seen = {str(Path(s)) for s in seen_files}
-    overlap = [s.path for s in samples if str(Path(s.path).resolve()) in seen]
-    if overlap:
-        raise ValueError(f"{len(overlap)} test images were used in training or validation, e.g. {overlap[0]}")
+    refuse_seen(samples, seen_files)
     images = [read_image(s.path) for s in samples]
     masks = [
         read_mask(s.mask_path, image.shape[:2]) if s.mask_path else None

@@ -7,7 +7,6 @@ NG thresholds; numpy, OpenCV and onnxruntime only.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,38 +15,17 @@ from typing import Any
 import numpy as np
 
 from lineguard.decision import DecisionThresholds
-from lineguard.preprocess import Preprocessing
 from lineguard.results import ClassPrediction
-from lineguard.runtime.inspector import InspectionResult, session_options
+from lineguard.runtime.inspector import BundleRuntime, InspectionResult
 
 
-class ClassifierInspector:
-    def __init__(
-        self,
-        bundle: Path,
-        manifest: dict[str, Any],
-        providers: Sequence[str] | str | None = None,
-        threads: int | None = None,
-    ) -> None:
-        import onnxruntime as ort
-
-        self.path = bundle
-        self.source = bundle
-        self.unpacked: tempfile.TemporaryDirectory | None = None
-        self.manifest = manifest
-        self.task = "classify"
-        self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
+class ClassifierInspector(BundleRuntime):
+    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
         decision = manifest["decision"]
         self.classes = tuple(manifest["classes"])
         self.good_classes = tuple(decision["good_classes"])
         self.thresholds = DecisionThresholds.from_dict(decision["thresholds"])
-        self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
-        options, wanted = session_options(providers, threads)
-        graph = manifest["graph"]
-        self.session = ort.InferenceSession(str(bundle / graph["file"]), options, providers=wanted)
-        self.input_name = graph["input"]
-        self.output_name = graph["outputs"]["probabilities"]
-        self.providers = self.session.get_providers()
+        self.output_name = self.graph["outputs"]["probabilities"]
         self._good = [self.classes.index(c) for c in self.good_classes]
 
     def network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:

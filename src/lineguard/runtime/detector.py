@@ -8,7 +8,6 @@ bundle's REVIEW and NG thresholds. numpy, OpenCV and onnxruntime only.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,37 +17,15 @@ import numpy as np
 
 from lineguard.decision import DecisionThresholds
 from lineguard.detections import Detections, DetectionSettings, select_detections
-from lineguard.preprocess import Preprocessing
-from lineguard.runtime.inspector import InspectionResult, session_options
+from lineguard.runtime.inspector import BundleRuntime, InspectionResult
 
 
-class DetectorInspector:
-    def __init__(
-        self,
-        bundle: Path,
-        manifest: dict[str, Any],
-        providers: Sequence[str] | str | None = None,
-        threads: int | None = None,
-    ) -> None:
-        import onnxruntime as ort
-
-        self.path = bundle
-        self.source = bundle
-        self.unpacked: tempfile.TemporaryDirectory | None = None
-        self.manifest = manifest
-        self.task = "detect"
-        self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
-        decision = manifest["decision"]
+class DetectorInspector(BundleRuntime):
+    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
         self.classes = tuple(manifest["classes"])
-        self.thresholds = DecisionThresholds.from_dict(decision["thresholds"])
+        self.thresholds = DecisionThresholds.from_dict(manifest["decision"]["thresholds"])
         self.settings = DetectionSettings.from_dict(manifest["detection"])
-        self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
-        options, wanted = session_options(providers, threads)
-        graph = manifest["graph"]
-        self.session = ort.InferenceSession(str(bundle / graph["file"]), options, providers=wanted)
-        self.input_name = graph["input"]
-        self.output_names = [graph["outputs"]["boxes"], graph["outputs"]["scores"]]
-        self.providers = self.session.get_providers()
+        self.output_names = [self.graph["outputs"]["boxes"], self.graph["outputs"]["scores"]]
 
     @property
     def input_size(self) -> tuple[int, int]:

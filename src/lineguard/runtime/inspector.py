@@ -81,8 +81,9 @@ def session_options(providers: Sequence[str] | str | None, threads: int | None):
     return options, wanted
 
 
-class Inspector:
-    """A loaded bundle. Create it with :func:`load_bundle`."""
+class BundleRuntime:
+    """What every opened bundle shares: where it came from, its manifest and preprocessing, and an
+    ONNX Runtime session on its graph. Each task's runtime adds its outputs and decision."""
 
     def __init__(
         self,
@@ -99,37 +100,51 @@ class Inspector:
         self.source = bundle  # what the user named: the folder, or the zip it was unpacked from
         self.unpacked: tempfile.TemporaryDirectory | None = None
         self.manifest = manifest
+        self.task = manifest.get("task", "anomaly")
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
+        self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
+        self.session_options, self.wanted_providers = session_options(providers, threads)
+        self.graph = manifest["graph"]
+        self.session = ort.InferenceSession(
+            str(bundle / self.graph["file"]), self.session_options, providers=self.wanted_providers
+        )
+        self.input_name = self.graph["input"]
+        self.providers = self.session.get_providers()
+        self._configure(bundle, manifest, threads)
+
+    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
+        """The task's own outputs, thresholds and settings from the manifest."""
+
+
+class Inspector(BundleRuntime):
+    """A loaded anomaly (or segmenter) bundle. Create it with :func:`load_bundle`."""
+
+    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
+        import onnxruntime as ort
+
         # Anomaly bundles carry their threshold calibration; segmenters fixed probability thresholds.
         self.calibration = (
             Calibration.from_dict(manifest["calibration"]) if manifest.get("calibration") else None
         )
-        self.task = manifest.get("task", "anomaly")
         self._thresholds = (
             self.calibration.thresholds
             if self.calibration is not None
             else DecisionThresholds.from_dict(manifest["decision"]["thresholds"])
         )
-        self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
         tiling = manifest.get("tiling")
         self.tiling = Tiling.from_dict(tiling) if tiling else None
         self.part_top_k = int(tiling["part_top_k"]) if tiling else 0
-        options, wanted = session_options(providers, threads)
-        graph = manifest["graph"]
-        self.session = ort.InferenceSession(str(bundle / graph["file"]), options, providers=wanted)
-        self.input_name = graph["input"]
-        self.providers = self.session.get_providers()
         self.search = manifest.get("search")
         if self.search:
-            self.output_names = [graph["outputs"]["embedding"]]
+            self.output_names = [self.graph["outputs"]["embedding"]]
             self.head = ort.InferenceSession(
-                str(bundle / self.search["head_file"]), options, providers=wanted
+                str(bundle / self.search["head_file"]), self.session_options, providers=self.wanted_providers
             )
             outputs = self.search["head_outputs"]
             self.head_output_names = [outputs["score"], outputs["anomaly_map"]]
             self.index = build_index(bundle, self.search, threads)
         else:
-            self.output_names = [graph["outputs"]["score"], graph["outputs"]["anomaly_map"]]
+            self.output_names = [self.graph["outputs"]["score"], self.graph["outputs"]["anomaly_map"]]
 
     @property
     def map_size(self) -> tuple[int, int]:

@@ -211,6 +211,20 @@ class SupervisedModel:
         state["seconds"] = round(time.perf_counter() - start, 2)
         return state
 
+    def _calibrate(self, scores: np.ndarray, defective: np.ndarray) -> None:
+        """Thresholds from the validation split, as for the anomaly models: NG where the held-out good
+        parts' false-reject target sits, the REVIEW band down to the score that catches 99 % of the
+        held-out defects. Without good validation images the fixed probabilities stand."""
+        from lineguard.decision import calibrate
+
+        if (~defective).sum() == 0:
+            return
+        calibration = calibrate(
+            scores[~defective], defect_scores=scores[defective] if defective.any() else None
+        )
+        self.thresholds = calibration.thresholds
+        self.metadata["threshold_calibration"] = calibration.to_dict()
+
     # -- persistence --------------------------------------------------------------------------
 
     def _document_extra(self) -> dict[str, Any]:

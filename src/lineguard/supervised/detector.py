@@ -252,19 +252,6 @@ class DefectDetector(SupervisedModel):
         )
         return self
 
-    def _calibrate(self, scores: np.ndarray, defective: np.ndarray) -> None:
-        """As the segmenter: with good validation parts, NG at their false-reject target and REVIEW
-        down to 99 % of the validation defects; without any, the fixed probabilities stand."""
-        from lineguard.decision import calibrate
-
-        if (~defective).sum() == 0:
-            return
-        calibration = calibrate(
-            scores[~defective], defect_scores=scores[defective] if defective.any() else None
-        )
-        self.thresholds = calibration.thresholds
-        self.metadata["threshold_calibration"] = calibration.to_dict()
-
     @torch.inference_mode()
     def raw_outputs(self, prepared: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, 3) 0..255 at the input size → boxes (N, A, 4), scores (N, A, C)."""

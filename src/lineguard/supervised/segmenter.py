@@ -199,6 +199,8 @@ class DefectSegmenter(SupervisedModel):
             return {"val_loss": loss, "val_image_ap": ap}, [0.0 if math.isnan(ap) else ap, -loss]
 
         state = self._train(pool, batch_loss, validate, checkpoint_dir, resume, progress, on_epoch)
+        # A probability of 0.5 says little when thin defects only partly cover a stride-8 cell:
+        # the thresholds come from the validation parts' scores instead.
         self._calibrate(self._predict_prepared(val_x)[0], val_defect)
         self.metadata.update(
             n_train=n_real,
@@ -212,21 +214,6 @@ class DefectSegmenter(SupervisedModel):
             fit_seconds=state["seconds"],
         )
         return self
-
-    def _calibrate(self, scores: np.ndarray, defective: np.ndarray) -> None:
-        """Thresholds from the validation split, as for the anomaly models: NG where the held-out good
-        parts' false-reject target sits, the REVIEW band down to the score that catches 99 % of the
-        held-out defects. A probability of 0.5 says little when thin defects only partly cover a
-        stride-8 cell, so the fixed defaults apply only without good validation images."""
-        from lineguard.decision import calibrate
-
-        if (~defective).sum() == 0:
-            return
-        calibration = calibrate(
-            scores[~defective], defect_scores=scores[defective] if defective.any() else None
-        )
-        self.thresholds = calibration.thresholds
-        self.metadata["threshold_calibration"] = calibration.to_dict()
 
     @torch.inference_mode()
     def _val_loss(self, prepared: np.ndarray, masks: np.ndarray, batch_size: int = 16) -> float:
