@@ -219,6 +219,11 @@ def test_detection_reads_boxes_only(tmp_path):
         app, ["train", str(tmp_path), "--task", "detect", "--format", "folder", "--out", str(tmp_path / "m")]
     )
     assert result.exit_code != 0 and "detection reads boxes" in result.output
+    result = CliRunner().invoke(
+        app,
+        ["train", str(tmp_path), "--task", "detect", "-f", "voc", "--synthetic", "5", "-o", str(tmp_path)],
+    )
+    assert result.exit_code != 0 and "--task segment only" in result.output
 
 
 def test_station_records_what_the_detector_found(trained, tmp_path):

@@ -298,6 +298,10 @@ def train(
     from lineguard.train.supervised import train_classifier, train_detector, train_segmenter
 
     _threads(threads)
+    if synthetic and task != Task.segment:
+        _fail(ValueError("--synthetic adds masked defects for --task segment only"))
+    if good_class and task != Task.classify:
+        _fail(ValueError("--good-class applies to --task classify (a detector's boxes are all defects)"))
     image_size = parse_size(size)
     segment = task == Task.segment
     defaults = {
