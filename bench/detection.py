@@ -8,7 +8,7 @@ stopping on the validation mAP@0.5. Then exports the bundle and scores the test 
 through it (ONNX Runtime, one thread) with pycocotools' COCOeval; the PyTorch model's
 mAP is reported beside it. Writes its section of docs/benchmarks.md.
 
-    python bench/detection.py [--size 256] [--epochs 40] [--batch-size 8] [--seed 0] [--model DIR]
+    python bench/detection.py [--size 256] [--epochs 30] [--batch-size 8] [--seed 0] [--model DIR]
 
 ``--model DIR``: where the trained model is kept; when DIR already holds a model trained
 with the same settings, it is evaluated again without retraining.
@@ -38,7 +38,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--patience", type=int, default=8)
