@@ -29,6 +29,39 @@ KSDD = SHARED / "kolektorsdd"
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
+def write_table(args, rows: list[dict]) -> str:
+    """The section so far (rewritten after every training, so a stopped run keeps its rows)."""
+    command = (
+        f"python bench/learning_curve.py --epochs {args.epochs} --patience {args.patience} "
+        f"--synthetic {args.synthetic} --width {args.width} --height {args.height} --seed {args.seed}"
+    )
+    lines = [
+        "## Supervised: learning curve on KolektorSDD (`bench/learning_curve.py`)",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}; command: `{command}`. Same split by item "
+        f"as the segmentation benchmark (test good / defective: {rows[0]['n_test']}); segmenter at "
+        f"{args.width}x{args.height}, at most {args.epochs} epochs (patience {args.patience}); a seeded "
+        "share of the training split's real defective images, every good one; with synthetic: "
+        f"{args.synthetic} synthetic defective images (CutPaste, scar, Perlin, copy-paste of the kept "
+        "real defects). Thresholds calibrated on the validation items; test metrics from the PyTorch model.",
+        "",
+        "| real defects (share) | synthetic | image AP | image AUROC | sensitivity at NG | FRR | caught "
+        "(REVIEW or NG) | mask F1 | epochs (best) | fit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {r['n_train_defect']} ({r['fraction']:.0%}) | {r['n_synthetic']} | {r['image_ap']:.4f} "
+            f"| {r['image_auroc']:.4f} | {r['sensitivity']:.4f} | {r['frr']:.4f} | {r['caught']:.4f} "
+            f"| {r['mask_f1']:.4f} | {r['epochs']} | {r['fit_min']:.1f} min |"
+            for r in rows
+        ],
+    ]
+    if len(rows) < 2 * len(FRACTIONS):
+        lines += ["", f"({len(rows)} of {2 * len(FRACTIONS)} rows measured so far.)"]
+    text = "\n".join(lines)
+    write_section(args.out, "supervised-learning-curve", text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,32 +118,8 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    command = (
-        f"python bench/learning_curve.py --epochs {args.epochs} --patience {args.patience} "
-        f"--synthetic {args.synthetic} --width {args.width} --height {args.height} --seed {args.seed}"
-    )
-    lines = [
-        "## Supervised: learning curve on KolektorSDD (`bench/learning_curve.py`)",
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}; command: `{command}`. Same split by item "
-        f"as the segmentation benchmark (test good / defective: {rows[0]['n_test']}); segmenter at "
-        f"{args.width}x{args.height}, at most {args.epochs} epochs (patience {args.patience}); a seeded "
-        "share of the training split's real defective images, every good one; with synthetic: "
-        f"{args.synthetic} synthetic defective images (CutPaste, scar, Perlin, copy-paste of the kept "
-        "real defects). Thresholds calibrated on the validation items; test metrics from the PyTorch model.",
-        "",
-        "| real defects (share) | synthetic | image AP | image AUROC | sensitivity at NG | FRR | caught "
-        "(REVIEW or NG) | mask F1 | epochs (best) | fit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        *[
-            f"| {r['n_train_defect']} ({r['fraction']:.0%}) | {r['n_synthetic']} | {r['image_ap']:.4f} "
-            f"| {r['image_auroc']:.4f} | {r['sensitivity']:.4f} | {r['frr']:.4f} | {r['caught']:.4f} "
-            f"| {r['mask_f1']:.4f} | {r['epochs']} | {r['fit_min']:.1f} min |"
-            for r in rows
-        ],
-    ]
-    write_section(args.out, "supervised-learning-curve", "\n".join(lines))
-    print("\n".join(lines))
+            text = write_table(args, rows)
+    print(text)
 
 
 if __name__ == "__main__":
