@@ -44,7 +44,7 @@ class InspectionResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     label: str | None = None  # classifiers: the winning class; detectors: the top detection's
     confidence: float | None = None  # its calibrated probability / confidence
-    detections: Detections | None = None  # detectors: every box found, in the image's pixels
+    detections: Detections | None = None  # detectors: the boxes at or above REVIEW, image pixels
     classes: tuple[str, ...] = ()  # detectors: the names of their class indices
 
     def describe(self, limit: int = 3) -> str:
