@@ -12,8 +12,9 @@ import pytest
 from conftest import textured_part
 from typer.testing import CliRunner
 
-from lineguard.detections import Detections, DetectionSettings, nms, select_detections
+from lineguard.detections import DetectionSettings, nms, select_detections
 from lineguard.metrics.detection import detection_map
+from lineguard.results import Detections
 
 SIZE = 96
 CLASSES = ("spot", "scratch")

@@ -451,9 +451,7 @@ def _evaluate_supervised(
 
         m = evaluate_detector(estimator, split.test, out, estimator.metadata.get("seen_files", ()))
         per_class = ", ".join(
-            f"{name} {ap:.3f}"
-            for name, ap in zip(estimator.classes, m["per_class_ap50"], strict=True)
-            if ap is not None
+            f"{name} {v['ap50']:.3f}" for name, v in m["per_class"].items() if v["ap50"] is not None
         )
         typer.echo(
             f"{m['n_images']} test images, {m['n_boxes']} boxes | mAP@0.5 {m['map50']:.4f} "
@@ -537,15 +535,14 @@ def predict(
                     # The boxes that move the decision (REVIEW or NG), not every low-score candidate.
                     detections=found.above(thresholds.review).to_list(estimator.classes),
                 )
-                prediction = None
             else:
                 score = float(prediction.scores[0])
                 record.update(score=score, decision=thresholds.decide(score).value)
-            if hasattr(prediction, "labels"):  # a classifier names the class too
-                label = int(prediction.labels[0])
-                record.update(
-                    label=estimator.classes[label], confidence=float(prediction.probabilities[0, label])
-                )
+                if hasattr(prediction, "labels"):  # a classifier names the class too
+                    label = int(prediction.labels[0])
+                    record.update(
+                        label=estimator.classes[label], confidence=float(prediction.probabilities[0, label])
+                    )
         except LineGuardError as exc:
             failed = True
             record.update(score=None, decision="NG", error=str(exc))

@@ -10,42 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Detections:
-    """One image's detections: boxes (K, 4) xyxy in image pixels, confidence (K,), class index (K,),
-    highest confidence first."""
-
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    class_id: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.confidence.shape[0])
-
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-
-    @property
-    def top_score(self) -> float:
-        """The part's defect score: its most confident detection (0 without any)."""
-        return float(self.confidence[0]) if len(self) else 0.0
-
-    def above(self, min_confidence: float) -> Detections:
-        """Only the detections at or above ``min_confidence`` (e.g. those that move a decision)."""
-        keep = self.confidence >= min_confidence
-        return Detections(self.xyxy[keep], self.confidence[keep], self.class_id[keep])
-
-    def to_list(self, classes: tuple[str, ...] | list[str]) -> list[dict]:
-        return [
-            {
-                "class": classes[int(c)],
-                "confidence": round(float(s), 5),
-                "box_xyxy": [round(float(v), 2) for v in b],
-            }
-            for b, s, c in zip(self.xyxy, self.confidence, self.class_id, strict=True)
-        ]
+from lineguard.results import Detections
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from lineguard.data.labels import refuse_seen
-from lineguard.detections import Detections
 from lineguard.metrics.detection import detection_map
+from lineguard.results import Detections
 
 
 def part_metrics(labels: np.ndarray, scores: np.ndarray, review: float, ng: float) -> dict[str, Any]:
@@ -55,7 +55,6 @@ def evaluate_detector(
         "n_boxes": int(sum(len(s.boxes) for s in samples)),
         "map50": result["map50"],
         "map": result["map"],
-        "per_class_ap50": result["per_class_ap50"],
         "per_class": {
             name: {"ap50": ap, "n_boxes": int(sum((s.box_labels == k).sum() for s in samples))}
             for k, (name, ap) in enumerate(zip(classes, result["per_class_ap50"], strict=True))
@@ -69,6 +68,7 @@ def evaluate_detector(
 
 
 def _write_report(out: Path, metrics, pr50, classes, images, samples, found, review: float) -> None:
+    import cv2
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,8 +79,8 @@ def _write_report(out: Path, metrics, pr50, classes, images, samples, found, rev
     if pr50.get("precision"):
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         for k, precision in pr50["precision"].items():
-            ap = metrics["per_class_ap50"][int(k)]
-            ax.plot(pr50["recall"], precision, label=f"{classes[int(k)]} (AP {ap:.3f})")
+            name = classes[int(k)]
+            ax.plot(pr50["recall"], precision, label=f"{name} (AP {metrics['per_class'][name]['ap50']:.3f})")
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_title(f"IoU 0.5: mAP {metrics['map50']:.4f}")
@@ -92,8 +92,6 @@ def _write_report(out: Path, metrics, pr50, classes, images, samples, found, rev
     gallery.mkdir(exist_ok=True)
     for i in range(min(24, len(images))):
         picture = draw_detections(images[i], found[i], classes, samples[i].boxes, min_confidence=review)
-        import cv2
-
         cv2.imwrite(
             str(gallery / f"{i:04d}_{Path(samples[i].path).stem}.png"),
             cv2.cvtColor(picture, cv2.COLOR_RGB2BGR),

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.detections import Detections
+from lineguard.results import Detections
 
 
 def _xywh(box: np.ndarray) -> list[float]:
@@ -53,11 +53,11 @@ def detection_map(
             results.append(
                 {"image_id": i, "category_id": int(label), "bbox": _xywh(box), "score": float(score)}
             )
-    empty = {"map50": 0.0, "map": 0.0, "per_class_ap50": [None] * n_classes, "pr50": {}}
     if not annotations:
         raise ValueError("no ground-truth boxes to evaluate detection against")
     if not results:
-        return empty
+        no_curves = {"recall": [], "precision": {}}
+        return {"map50": 0.0, "map": 0.0, "per_class_ap50": [None] * n_classes, "pr50": no_curves}
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its progress and table
         truth = COCO()
         truth.dataset = {

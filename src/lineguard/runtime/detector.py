@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from lineguard.decision import DecisionThresholds
-from lineguard.detections import Detections, DetectionSettings, select_detections
+from lineguard.detections import DetectionSettings, select_detections
+from lineguard.results import Detections
 from lineguard.runtime.inspector import BundleRuntime, InspectionResult
 
 

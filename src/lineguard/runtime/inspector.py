@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from lineguard.decision import Calibration, Decision, DecisionThresholds
-from lineguard.detections import Detections
 from lineguard.errors import ModelFileError
 from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
-from lineguard.results import AnomalyPrediction
+from lineguard.results import AnomalyPrediction, Detections
 from lineguard.runtime.manifest import read_manifest, unpack_bundle
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)

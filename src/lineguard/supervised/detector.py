@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
-from lineguard.detections import Detections, DetectionSettings, select_detections
+from lineguard.detections import DetectionSettings, select_detections
+from lineguard.results import Detections
 from lineguard.supervised.base import SupervisedModel, stack_prepared
 
 LEVEL_STRIDES = (8, 16, 32, 64)
