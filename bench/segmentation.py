@@ -5,7 +5,10 @@ item (the 50 commutators; stratified, 55 % train / 15 % validation / 30 % test b
 size auto (short side 256, aspect kept: 256x640), then evaluates the test items through the exported
 bundle (ONNX Runtime). Writes its section of docs/benchmarks.md.
 
-    python bench/segmentation.py [--epochs 30] [--seed 0]
+    python bench/segmentation.py [--epochs 30] [--seed 0] [--synthetic N]
+
+``--synthetic N``: N synthetic defective training images (CutPaste, scar, Perlin, copy-paste of the
+real training defects with blended masks) added to the real ones.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--synthetic", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not KSDD.is_dir():
@@ -100,6 +104,7 @@ def main() -> None:
             epochs=args.epochs,
             patience=args.patience,
             seed=args.seed,
+            synthetic=args.synthetic,
             progress=False,
             on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True),
         )
@@ -113,7 +118,9 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     command = (
         f"python bench/segmentation.py --epochs {args.epochs} --patience {args.patience} --seed {args.seed}"
+        + (f" --synthetic {args.synthetic}" if args.synthetic else "")
     )
+    synthetic_note = f" + {meta['n_synthetic']} synthetic" if meta.get("n_synthetic") else ""
     lines = [
         "## Supervised: KolektorSDD segmentation (`bench/segmentation.py`)",
         "",
@@ -131,7 +138,8 @@ def main() -> None:
         "| train (defective) | test good / defective | image AP | image AUROC | FRR | sensitivity | caught "
         "| to review | mask IoU | mask F1 | epochs (best) | fit | ms/img | peak RSS |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {meta['n_train']} ({meta['n_train_defect']}) | {metrics['n_good']} / {metrics['n_defect']} "
+        f"| {meta['n_train']} ({meta['n_train_defect']}{synthetic_note}) "
+        f"| {metrics['n_good']} / {metrics['n_defect']} "
         f"| {metrics['image_ap']:.4f} | {metrics['image_auroc']:.4f} | {metrics['false_reject_rate']:.4f} "
         f"| {metrics['sensitivity']:.4f} | {metrics['defects_caught_review_or_ng']:.4f} "
         f"| {metrics['good_sent_to_review_or_ng']:.4f} | {metrics['mask_iou']:.4f} "

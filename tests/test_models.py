@@ -105,3 +105,20 @@ def test_damaged_state_file_is_refused(fitted, tmp_path):
 def test_predict_before_fit_is_an_error():
     with pytest.raises(RuntimeError, match="not fitted"):
         make("patchcore").predict([np.zeros((8, 8), np.uint8)])
+
+
+def test_padim_inverts_wide_covariances(parts):
+    """More features than MKL's threaded LU handles well inside torch's batch loop (see
+    batched_inverse): the model still fits, and its inverses invert."""
+    from lineguard.models.padim import batched_inverse
+
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.normal(size=(6, 150, 300)))
+    cov = a @ a.transpose(1, 2) / 300 + 0.01 * torch.eye(150, dtype=torch.float64)
+    identity = batched_inverse(cov) @ cov
+    assert torch.allclose(identity, torch.eye(150, dtype=torch.float64).expand_as(identity), atol=1e-8)
+
+    model = Padim("efficientnet_lite0", (64, 64), seed=0, n_features=152).fit(parts["good"][:8])
+    assert model.metadata["n_features"] == 152
+    assert model.module.inv_cov.shape[1:] == (152, 152)
+    assert torch.isfinite(model.module.inv_cov).all()
