@@ -20,9 +20,9 @@ from lineguard.train.fit import iter_images
 SIZE = (96, 128)
 
 
-def fitted(kind, good):
+def fitted(kind, good, backbone="efficientnet_lite0"):
     cls = PatchCore if kind == "patchcore" else Padim
-    model = cls("efficientnet_lite0", SIZE, seed=0).fit(good)
+    model = cls(backbone, SIZE, seed=0).fit(good)
     model.calibration = calibrate(model.predict(good[:8]).scores)
     return model
 
@@ -55,6 +55,14 @@ def test_bundle_parity_on_generated_parts(kind, parts, tmp_path):
         if n.op_type == "Pad"
     ]
     assert modes and set(modes) == {b"reflect"}
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_bundle_parity_for_the_other_auto_backbones(backbone, parts, tmp_path):
+    # `fit` may pick these on validation defects; their bundles must score as they did in training.
+    model = fitted("padim", parts["good"], backbone)
+    export_bundle(model, tmp_path / "b")
+    assert_parity(model, tmp_path / "b", parts["test_good"][:3] + parts["defect"][:3])
 
 
 @pytest.mark.shared

@@ -111,12 +111,26 @@ def fit(
         ),
     ] = ModelKind.padim,
     backbone: Annotated[
-        str, typer.Option(help="Feature extractor (see `lineguard backbones`).")
-    ] = "efficientnet_lite0",
+        str,
+        typer.Option(
+            help="Feature extractor (see `lineguard backbones`); auto: efficientnet_lite0, or the best "
+            "of efficientnet_lite0/1/2 on validation when --select applies."
+        ),
+    ] = "auto",
     size: Annotated[
         str,
-        typer.Option(help="Network input: auto (short side 256, aspect ratio kept), N, or WIDTHxHEIGHT."),
+        typer.Option(
+            help="Network input: auto (short side 256, aspect ratio kept; 256 or 192, whichever "
+            "validates better, when --select applies), N, or WIDTHxHEIGHT."
+        ),
     ] = "auto",
+    select: Annotated[
+        bool,
+        typer.Option(
+            help="With at least 10 labelled defects kept for calibration (kolektor: the training "
+            "items' defects), fit every auto backbone x size and keep the best validation AUROC."
+        ),
+    ] = True,
     top_fraction: Annotated[
         float,
         typer.Option(
@@ -172,34 +186,56 @@ def fit(
     """Learn good parts from DATA, calibrate thresholds on held-out good parts, save to OUT."""
     from lineguard.data import open_dataset
     from lineguard.models import MODELS
-    from lineguard.train import auto_image_size, fit_anomaly_model
+    from lineguard.train import candidate_configs, select_anomaly_model
+    from lineguard.train.fit import AUTO_BACKBONES
 
     _threads(threads)
     try:
         split = open_dataset(data, format.value, seed=seed, test_fraction=test_fraction)
         kwargs: dict[str, object] = {"top_fraction": top_fraction or None}
         if tile is None:
-            image_size = parse_size(size) or auto_image_size(split.train)
+            candidates = candidate_configs(split, backbone, parse_size(size), select=select)
         else:
             from lineguard.preprocess import Tiling
             from lineguard.train.fit import native_size
 
-            image_size = parse_size(tile) or (256, 256)
+            tile_size = parse_size(tile) or (256, 256)
             height, width = parse_size(size) or native_size(split.train)
-            overlap = tile_overlap if tile_overlap is not None else min(image_size) // 8
-            kwargs["tiling"] = Tiling(height, width, *image_size, overlap)
+            overlap = tile_overlap if tile_overlap is not None else min(tile_size) // 8
+            kwargs["tiling"] = Tiling(height, width, *tile_size, overlap)
+            candidates = [(AUTO_BACKBONES[0] if backbone == "auto" else backbone, tile_size)]
         if model == ModelKind.patchcore:
             kwargs["coreset_ratio"] = coreset_ratio
-        estimator = MODELS[model.value](backbone, image_size, seed=seed, device=device, **kwargs)
         tiles = f" in {len(kwargs['tiling'].origins)} tiles" if "tiling" in kwargs else ""
-        typer.echo(
-            f"{split.name}: {len(split.train)} good training images, input "
-            f"{image_size[1]}x{image_size[0]}{tiles}, {model.value} on {backbone}",
-            err=True,
-        )
-        fit_anomaly_model(
-            estimator,
+        if len(candidates) == 1:
+            ((name, image_size),) = candidates
+            typer.echo(
+                f"{split.name}: {len(split.train)} good training images, input "
+                f"{image_size[1]}x{image_size[0]}{tiles}, {model.value} on {name}",
+                err=True,
+            )
+        else:
+            typer.echo(
+                f"{split.name}: {len(split.train)} good training images; choosing among "
+                f"{len(candidates)} backbone x input candidates on {len(split.calibration_defects)} "
+                "labelled validation defects (--no-select skips this)",
+                err=True,
+            )
+
+        def report(trial: dict) -> None:
+            h, w = trial["image_size"]
+            typer.echo(
+                f"  {trial['backbone']} {w}x{h}: validation AUROC {trial['validation_auroc']:.4f}", err=True
+            )
+
+        def build(name: str, image_size: tuple[int, int]):
+            return MODELS[model.value](name, image_size, seed=seed, device=device, **kwargs)
+
+        estimator = select_anomaly_model(
+            build,
+            candidates,
             split,
+            report=report,
             calibration_fraction=calibration_fraction,
             target_frr=target_frr,
             review_rate=review_rate,
@@ -210,6 +246,10 @@ def fit(
             synthetic_defects=synthetic_defects,
             split_info={"format": format.value, "seed": seed, "test_fraction": test_fraction},
         )
+        if len(candidates) > 1:
+            typer.echo(
+                f"kept {estimator.backbone} {estimator.image_size[1]}x{estimator.image_size[0]}", err=True
+            )
         estimator.save(out)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)

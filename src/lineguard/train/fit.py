@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,13 @@ from lineguard.data.readers import split_good
 from lineguard.data.samples import fingerprint
 from lineguard.decision import calibrate
 from lineguard.models import AnomalyModel
+
+# `--backbone auto` / `--size auto`: the first backbone and short side are the defaults; the rest are
+# tried only when labelled validation defects can rank them (see ``candidate_configs``).
+AUTO_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+AUTO_SHORT_SIDES = (256, 192)
+# Fewer defects than this make validation AUROC too coarse (steps of 1/n) to rank candidates on.
+MIN_SELECTION_DEFECTS = 10
 
 
 def iter_images(samples: Sequence[SampleRef]) -> Iterator[np.ndarray]:
@@ -93,9 +100,18 @@ def fit_anomaly_model(
     good = model.predict(iter_images(cal_samples), total=len(cal_samples), progress=progress)
     defect_scores = None
     n_synthetic = 0
+    validation: dict[str, Any] | None = None
     if split.calibration_defects:
+        from sklearn.metrics import roc_auc_score
+
         defects = split.calibration_defects
         defect_scores = model.predict(iter_images(defects), total=len(defects)).scores
+        labels = np.r_[np.zeros(len(good.scores)), np.ones(len(defect_scores))]
+        validation = {
+            "image_auroc": float(roc_auc_score(labels, np.r_[good.scores, defect_scores])),
+            "n_good": len(good.scores),
+            "n_defect": len(defect_scores),
+        }
     elif synthetic_defects > 0:
         from lineguard.augment import synthetic_defect_set
 
@@ -126,6 +142,8 @@ def fit_anomaly_model(
             "n_calibration_good": len(cal_samples),
             "n_calibration_defect": len(split.calibration_defects),
             "n_calibration_synthetic": n_synthetic,
+            # Held-out good parts against the labelled calibration defects (null without them).
+            "validation": validation,
             "training_fingerprint": fingerprint(fit_samples),
             # Names let `evaluate` refuse to test on images the model has seen.
             "seen_files": sorted(
@@ -136,3 +154,73 @@ def fit_anomaly_model(
         }
     )
     return model
+
+
+def candidate_configs(
+    split: DataSplit,
+    backbone: str = "auto",
+    image_size: tuple[int, int] | None = None,
+    *,
+    select: bool = True,
+) -> list[tuple[str, tuple[int, int]]]:
+    """(backbone, (H, W)) pairs to fit; the first is the default, the rest only when they can be ranked.
+
+    "auto" backbone / ``None`` size mean: try ``AUTO_BACKBONES`` x ``AUTO_SHORT_SIDES`` when the data
+    has at least ``MIN_SELECTION_DEFECTS`` labelled defects kept for calibration, else use the first
+    of each. A fixed backbone or size is kept as given and only the other one varies.
+    """
+    ranked = select and len(split.calibration_defects) >= MIN_SELECTION_DEFECTS
+    backbones = AUTO_BACKBONES if backbone == "auto" else (backbone,)
+    if image_size is not None:
+        sizes = [image_size]
+    else:
+        short_sides = AUTO_SHORT_SIDES if ranked else AUTO_SHORT_SIDES[:1]
+        sizes = list(dict.fromkeys(auto_image_size(split.train, side) for side in short_sides))
+    if not ranked:
+        return [(backbones[0], sizes[0])]
+    return [(name, size) for size in sizes for name in backbones]
+
+
+def select_anomaly_model(
+    build: Callable[[str, tuple[int, int]], AnomalyModel],
+    candidates: Sequence[tuple[str, tuple[int, int]]],
+    split: DataSplit,
+    *,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    **fit_options: Any,
+) -> AnomalyModel:
+    """Fit each candidate as ``fit_anomaly_model`` does and keep the best validation image AUROC.
+
+    Validation = the held-out good parts + the labelled calibration defects; the test split is never
+    looked at. Ties keep the earlier (default-first) candidate. Every trial is recorded in the kept
+    model's ``metadata["selection"]`` so the choice can be audited.
+    """
+    if not candidates:
+        raise ValueError("no candidate configurations to fit")
+    if len(candidates) == 1:
+        return fit_anomaly_model(build(*candidates[0]), split, **fit_options)
+    if not split.calibration_defects:
+        raise ValueError(f"{split.name}: choosing among candidates needs labelled calibration defects")
+    best: AnomalyModel | None = None
+    best_auroc = -1.0
+    trials = []
+    for backbone, size in candidates:
+        model = fit_anomaly_model(build(backbone, size), split, **fit_options)
+        auroc = model.metadata["validation"]["image_auroc"]
+        trial = {
+            "backbone": backbone,
+            "image_size": [int(size[0]), int(size[1])],
+            "validation_auroc": auroc,
+            "fit_seconds": model.metadata.get("fit_seconds"),
+        }
+        trials.append(trial)
+        if report is not None:
+            report(trial)
+        if auroc > best_auroc:
+            best, best_auroc = model, auroc
+    assert best is not None
+    best.metadata["selection"] = {
+        "criterion": "validation image AUROC (held-out good parts vs labelled calibration defects)",
+        "trials": trials,
+    }
+    return best
