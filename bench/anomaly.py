@@ -123,7 +123,7 @@ def run_one(spec: dict) -> dict:
 
         th, tw, overlap = options.pop("tiles")
         options["tiling"] = Tiling(*native_size(split.train), th, tw, overlap)
-        candidates = [(spec["backbone"], (th, tw))]
+        candidates = candidate_configs(split, spec["backbone"], (th, tw), select=False)
     else:
         size = tuple(spec["size"]) if spec.get("size") else None
         candidates = candidate_configs(split, spec["backbone"], size, select=select)
@@ -209,7 +209,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary: dict[str, list[dict]] = {}
-    selections: list[tuple[str, int, dict]] = []
+    selections: list[tuple[str, int, dict, tuple[str, list[int]]]] = []
     for suite in chosen:
         if suite == "fit-time":
             continue
@@ -232,7 +232,8 @@ def main() -> None:
                 summary.setdefault(f"{name} | {model} | {backbone}", []).append(r)
                 used = r["backbone"] if r["backbone"] == backbone else f"{backbone}: {r['backbone']}"
                 if r["selection"]:
-                    selections.append((f"{name} | {model}", seed, r["selection"]))
+                    kept = (r["backbone"], r["size"])
+                    selections.append((f"{name} | {model}", seed, r["selection"], kept))
                 lines.append(
                     f"| {name} | {model} | {used} | {r['size'][1]}x{r['size'][0]} | {seed} "
                     f"| {r['n_good']}/{r['n_defect']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} "
@@ -269,11 +270,11 @@ def main() -> None:
             "| data | model | seed | " + " | ".join(names) + " |",
             "|---|---|---|" + "---|" * len(names),
         ]
-        for key, seed, selection in selections:
-            best = max(t["validation_auroc"] for t in selection["trials"])
-            kept = next(t for t in selection["trials"] if t["validation_auroc"] == best)
+        for key, seed, selection, kept in selections:
             cells = [
-                f"**{t['validation_auroc']:.3f}**" if t is kept else f"{t['validation_auroc']:.3f}"
+                f"**{t['validation_auroc']:.3f}**"
+                if (t["backbone"], t["image_size"]) == kept
+                else f"{t['validation_auroc']:.3f}"
                 for t in selection["trials"]
             ]
             lines.append(f"| {key} | {seed} | " + " | ".join(cells) + " |")

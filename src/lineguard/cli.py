@@ -187,7 +187,6 @@ def fit(
     from lineguard.data import open_dataset
     from lineguard.models import MODELS
     from lineguard.train import candidate_configs, select_anomaly_model
-    from lineguard.train.fit import AUTO_BACKBONES
 
     _threads(threads)
     try:
@@ -203,7 +202,7 @@ def fit(
             height, width = parse_size(size) or native_size(split.train)
             overlap = tile_overlap if tile_overlap is not None else min(tile_size) // 8
             kwargs["tiling"] = Tiling(height, width, *tile_size, overlap)
-            candidates = [(AUTO_BACKBONES[0] if backbone == "auto" else backbone, tile_size)]
+            candidates = candidate_configs(split, backbone, tile_size, select=False)
         if model == ModelKind.patchcore:
             kwargs["coreset_ratio"] = coreset_ratio
         tiles = f" in {len(kwargs['tiling'].origins)} tiles" if "tiling" in kwargs else ""
