@@ -117,3 +117,38 @@ def test_elpv_installed_sample():
     assert all(s.label == GOOD for s in split.train)
     assert {s.path for s in split.train}.isdisjoint({s.path for s in split.test})
     assert split.test[0].load().image.shape == (300, 300)
+
+
+def test_mvtec_defects_under_train_calibrate_and_never_test(tmp_path):
+    root = make_mvtec(tmp_path / "bottle")
+    for i in range(2):
+        img(root / "train" / "scratch" / f"k{i}.png")
+    split = open_dataset(root, "mvtec")
+    assert [s.defect_type for s in split.calibration_defects] == ["scratch", "scratch"]
+    assert all(s.label == DEFECT for s in split.calibration_defects)
+    assert not {s.path for s in split.calibration_defects} & {s.path for s in split.test}
+    assert len(split.train) == 3 and "used for calibration only" in split.notes[0]
+
+
+@pytest.mark.parametrize("name", ["normal", "OK", "Pass"])
+def test_folder_layout_accepts_the_usual_good_folder_names(tmp_path, name):
+    for i in range(5):
+        img(tmp_path / "parts" / name / f"g{i}.png")
+    img(tmp_path / "parts" / "abnormal" / "d0.png")
+    split = open_dataset(tmp_path / "parts", "folder", seed=0)
+    assert len(split.train) + sum(1 for s in split.test if s.label == GOOD) == 5
+    assert [s.defect_type for s in split.test if s.label == DEFECT] == ["abnormal"]
+
+
+def test_good_class_names_the_good_folder_and_refuses_ambiguity(tmp_path):
+    for sub in ("good", "normal", "fine"):
+        img(tmp_path / "parts" / sub / "a.png")
+    with pytest.raises(DataError, match="several folders could hold the good parts"):
+        open_dataset(tmp_path / "parts", "folder")
+    split = open_dataset(tmp_path / "parts", "folder", good_class="fine", test_fraction=0.0)
+    assert [s.path.parent.name for s in split.train] == ["fine"]
+    assert sorted(s.defect_type for s in split.test) == ["good", "normal"]
+    with pytest.raises(DataError, match="'missing'"):
+        open_dataset(tmp_path / "parts", "folder", good_class="missing")
+    with pytest.raises(ValueError, match="--good-class applies"):
+        open_dataset(tmp_path / "parts", "kolektor", good_class="fine")

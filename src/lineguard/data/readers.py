@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lineguard.data.image_io import IMAGE_SUFFIXES, list_images, read_mask
-from lineguard.data.samples import DEFECT, GOOD, DataSplit, SampleRef
+from lineguard.data.samples import DEFECT, GOOD, GOOD_CLASS_NAMES, DataSplit, SampleRef
 from lineguard.errors import DataError
 
 MASK_DIR_NAMES = ("ground_truth", "masks")
@@ -61,55 +61,92 @@ def split_good(
     return first, second
 
 
-def read_mvtec(root: Path, seed: int = 0, test_fraction: float = 0.0) -> DataSplit:
-    """MVTec AD: train/good, test/<type>/, ground_truth/<type>/<name>_mask.png."""
+def find_good_folder(parent: Path, good_class: str | None, what: str, required: bool = True) -> Path | None:
+    """The folder of good parts in ``parent``: ``good_class`` if given, else the one folder named
+    good, ok, pass or normal (any case). Two candidates, or none when ``required``, is an error."""
+    if good_class is not None:
+        if not required and not (parent / good_class).is_dir():
+            return None
+        return _require_dir(parent / good_class, f"{what} folder {good_class!r} (--good-class)")
+    found = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.lower() in GOOD_CLASS_NAMES)
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise DataError(
+            parent, f"several folders could hold the good parts ({names}); name one with --good-class"
+        )
+    if not found:
+        if not required:
+            return None
+        raise DataError(
+            parent / "good",
+            f"{what} folder not found (looked for {'/'.join(GOOD_CLASS_NAMES)}; "
+            "name another with --good-class)",
+        )
+    return found[0]
+
+
+def _defect_samples(folder: Path, good: Path | None, mask_root: Path | None) -> list[SampleRef]:
+    """One SampleRef per image in each folder beside ``good`` (mask folders aside), typed by folder
+    name; with ``mask_root``, every image of a type that has a mask folder must have its mask."""
+    samples: list[SampleRef] = []
+    for type_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if type_dir == good or type_dir.name in MASK_DIR_NAMES:
+            continue
+        masks = mask_root / type_dir.name if mask_root is not None else None
+        for image in _require_images(type_dir):
+            mask = None
+            if masks is not None and masks.is_dir():
+                mask = _find_mask(masks, image)
+                if mask is None:
+                    raise DataError(image, f"no mask in {masks} (expected {image.stem}_mask.png)")
+            samples.append(SampleRef(image, DEFECT, type_dir.name, mask))
+    return samples
+
+
+def read_mvtec(
+    root: Path, seed: int = 0, test_fraction: float = 0.0, good_class: str | None = None
+) -> DataSplit:
+    """MVTec AD: train/good, test/<type>/, ground_truth/<type>/<name>_mask.png.
+
+    Defect folders under ``train/`` (a user's few known defects) are kept apart from the test
+    split and used to calibrate the REVIEW band and to choose among candidate configurations."""
     del seed, test_fraction  # MVTec fixes its own split
     root = _require_dir(root, "MVTec category folder")
-    train_dir = _require_dir(root / "train" / "good", "MVTec train/good folder")
+    train_root = _require_dir(root / "train", "MVTec train folder")
+    train_dir = find_good_folder(train_root, good_class, "MVTec train/good")
+    assert train_dir is not None
     test_dir = _require_dir(root / "test", "MVTec test folder")
     train = [SampleRef(p, GOOD) for p in _require_images(train_dir)]
+    known_defects = _defect_samples(train_root, train_dir, None)
+    test_good = find_good_folder(test_dir, good_class, "MVTec test/good", required=False)
     gt_dir = root / "ground_truth"
-    test: list[SampleRef] = []
-    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        images = _require_images(type_dir)
-        if type_dir.name == "good":
-            test += [SampleRef(p, GOOD) for p in images]
-            continue
-        for image in images:
-            mask = None
-            if gt_dir.is_dir():
-                mask = _find_mask(gt_dir / type_dir.name, image)
-                if mask is None:
-                    raise DataError(
-                        image, f"no mask in {gt_dir / type_dir.name} (expected {image.stem}_mask.png)"
-                    )
-            test.append(SampleRef(image, DEFECT, type_dir.name, mask))
+    test = [SampleRef(p, GOOD) for p in _require_images(test_good)] if test_good else []
+    test += _defect_samples(test_dir, test_good, gt_dir if gt_dir.is_dir() else None)
     if not test:
         raise DataError(test_dir, "no test class folders")
-    return DataSplit(f"mvtec:{root.name}", tuple(train), tuple(test))
+    notes = (
+        (f"{len(known_defects)} defective images under train/ used for calibration only",)
+        if known_defects
+        else ()
+    )
+    return DataSplit(f"mvtec:{root.name}", tuple(train), tuple(test), notes, tuple(known_defects))
 
 
-def read_folder(root: Path, seed: int = 0, test_fraction: float = 0.2) -> DataSplit:
-    """good/ plus one folder per defect type; masks in masks/<type>/ (optional).
+def read_folder(
+    root: Path, seed: int = 0, test_fraction: float = 0.2, good_class: str | None = None
+) -> DataSplit:
+    """good/ (or ok/, pass/, normal/, or ``good_class``) plus one folder per defect type; masks in
+    masks/<type>/ (optional).
 
     A share ``test_fraction`` of the good images is kept for testing; every
     defect image goes to the test set.
     """
     root = _require_dir(root, "dataset folder")
-    good_dir = _require_dir(root / "good", "good/ folder")
+    good_dir = find_good_folder(root, good_class, "good/")
+    assert good_dir is not None
     goods = [SampleRef(p, GOOD) for p in _require_images(good_dir)]
     mask_root = next((root / n for n in MASK_DIR_NAMES if (root / n).is_dir()), None)
-    defects: list[SampleRef] = []
-    for type_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if type_dir.name == "good" or type_dir.name in MASK_DIR_NAMES:
-            continue
-        for image in _require_images(type_dir):
-            mask = None
-            if mask_root is not None and (mask_root / type_dir.name).is_dir():
-                mask = _find_mask(mask_root / type_dir.name, image)
-                if mask is None:
-                    raise DataError(image, f"no mask for it in {mask_root / type_dir.name}")
-            defects.append(SampleRef(image, DEFECT, type_dir.name, mask))
+    defects = _defect_samples(root, good_dir, mask_root)
     train, test_good = split_good(goods, test_fraction, seed)
     return DataSplit(f"folder:{root.name}", tuple(train), tuple(test_good + defects))
 
@@ -207,6 +244,7 @@ def read_elpv(
 
 
 Reader = Callable[..., DataSplit]
+GOOD_CLASS_FORMATS = ("mvtec", "folder")
 FORMATS: dict[str, Reader] = {
     "mvtec": read_mvtec,
     "folder": read_folder,
@@ -215,11 +253,23 @@ FORMATS: dict[str, Reader] = {
 }
 
 
-def open_dataset(path: str | Path, fmt: str, seed: int = 0, test_fraction: float | None = None) -> DataSplit:
-    """Open a dataset in one of FORMATS; test_fraction None keeps the layout's default."""
+def open_dataset(
+    path: str | Path,
+    fmt: str,
+    seed: int = 0,
+    test_fraction: float | None = None,
+    good_class: str | None = None,
+) -> DataSplit:
+    """Open a dataset in one of FORMATS; test_fraction None keeps the layout's default.
+
+    ``good_class`` names the folder of good parts for the folder layouts (mvtec, folder)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; choose one of {sorted(FORMATS)}")
     kwargs: dict[str, object] = {"seed": seed}
     if test_fraction is not None:
         kwargs["test_fraction"] = test_fraction
+    if good_class is not None:
+        if fmt not in GOOD_CLASS_FORMATS:
+            raise ValueError(f"--good-class applies to the {'/'.join(GOOD_CLASS_FORMATS)} layouts, not {fmt}")
+        kwargs["good_class"] = good_class
     return FORMATS[fmt](Path(path), **kwargs)

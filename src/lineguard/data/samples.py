@@ -13,6 +13,8 @@ from lineguard.data.image_io import read_image, read_mask
 
 GOOD = 0
 DEFECT = 1
+# Folder / class names that mean a good part, in every layout that names classes by folder.
+GOOD_CLASS_NAMES = ("good", "ok", "pass", "normal")
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def split_as_fitted(
         str(format),
         seed=seed if seed is not None else int(split_info.get("seed", 0)),
         test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
+        good_class=split_info.get("good_class"),
     )
 
 

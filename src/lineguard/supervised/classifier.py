@@ -19,11 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
+from lineguard.data.samples import GOOD_CLASS_NAMES
 from lineguard.results import ClassPrediction
 from lineguard.supervised.base import SupervisedModel, stack_prepared
 from lineguard.supervised.calibration import expected_calibration_error, fit_temperature, softmax
-
-GOOD_CLASS_NAMES = ("good", "ok", "pass", "normal")
 
 
 class ClassifierNet(nn.Module):
