@@ -208,3 +208,13 @@ def test_faiss_search_is_only_for_patchcore(parts, tmp_path):
     model = fitted("padim", parts["good"][:6])
     with pytest.raises(ValueError, match="PatchCore's memory bank"):
         export_bundle(model, tmp_path / "b", search="faiss-flat")
+
+
+def test_reference_patchcore_bundle_parity_and_faiss_refused(parts, tmp_path):
+    """The paper's re-weighted score (top-k over the bank, gathers) runs in the ONNX graph too."""
+    model = PatchCore.reference("efficientnet_lite0", SIZE, seed=0).fit(parts["good"][:6])
+    model.calibration = calibrate(model.predict(parts["good"][:8]).scores)
+    export_bundle(model, tmp_path / "b")
+    assert_parity(model, tmp_path / "b", parts["test_good"][:3] + parts["defect"][:3])
+    with pytest.raises(ValueError, match="only the in-graph search"):
+        export_bundle(model, tmp_path / "f", search="faiss-flat")

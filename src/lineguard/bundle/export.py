@@ -232,6 +232,11 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
         raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if search != "graph" and model.kind != "patchcore":
         raise ValueError(f"search {search!r} applies to PatchCore's memory bank, not to {model.kind}")
+    if search != "graph" and getattr(model, "reweight_neighbours", 0):
+        raise ValueError(
+            f"search {search!r}: the re-weighted score needs each patch's nearest bank entry and its "
+            "neighbours, which only the in-graph search gives; export with --search graph"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pre = model.preprocessing

@@ -65,15 +65,50 @@ class AnomalyMapHead(nn.Module):
         return m[:, 0]
 
 
-def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance from each query row to its nearest bank row (exact).
+def nearest_neighbour(
+    queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean distance from each query row to its nearest bank row, and that row's index (exact).
 
     ||q - b||^2 = ||q||^2 - 2 q.b + ||b||^2 turns the search into one matrix
     product, which BLAS (and ONNX Runtime's MatMul) run fast.
     """
     q_sq = (queries * queries).sum(dim=1, keepdim=True)
     d2 = q_sq - 2.0 * queries @ bank.T + bank_sq_norm[None, :]
-    return d2.min(dim=1).values.clamp_min(0.0).sqrt()
+    best = d2.min(dim=1)
+    return best.values.clamp_min(0.0).sqrt(), best.indices
+
+
+def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance from each query row to its nearest bank row (exact)."""
+    return nearest_neighbour(queries, bank, bank_sq_norm)[0]
+
+
+def reweighted_max_score(
+    queries: torch.Tensor,
+    distances: torch.Tensor,
+    nearest: torch.Tensor,
+    bank: torch.Tensor,
+    bank_sq_norm: torch.Tensor,
+    neighbours: int,
+) -> torch.Tensor:
+    """PatchCore's image score (Roth et al. 2022, eq. 7): the highest patch score s* = ||m_test - m*||,
+    weighted by 1 - exp(||m_test - m*||) / sum over the ``neighbours`` bank rows nearest m* (m* among
+    them) of exp(||m_test - m||): a softmax over those distances, so nothing overflows.
+
+    queries (N, P, C), distances and nearest (N, P): each patch's feature, nearest-bank distance
+    and index. Returns (N,)."""
+    n, _, c = queries.shape
+    worst = distances.argmax(dim=1, keepdim=True)  # (N, 1)
+    score = distances.gather(1, worst)[:, 0]
+    query = queries.gather(1, worst[:, :, None].expand(n, 1, c))[:, 0]  # (N, C)
+    anchor = bank.index_select(0, nearest.gather(1, worst)[:, 0])  # m*, (N, C)
+    to_anchor = bank_sq_norm[None, :] - 2.0 * anchor @ bank.T  # ||m* - b||^2 less a per-row constant
+    k = min(int(neighbours), int(bank.shape[0]))
+    support = to_anchor.topk(k, dim=1, largest=False).indices  # (N, k), m* first
+    rows = bank.index_select(0, support.reshape(-1)).reshape(n, k, c)
+    d = ((rows - query[:, None, :]) ** 2).sum(dim=2).clamp_min(0.0).sqrt()  # (N, k)
+    return (1.0 - torch.softmax(d, dim=1)[:, 0]) * score
 
 
 class ImageScore(nn.Module):
