@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lineguard.decision import (
+    Calibration,
     Decision,
     DecisionThresholds,
     calibrate,
@@ -98,3 +99,55 @@ def test_calibrate_rejects_bad_scores():
         calibrate(np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="no good scores"):
         calibrate(np.array([]))
+
+
+def test_small_calibration_set_keeps_a_review_band_and_states_its_uncertainty():
+    good = np.linspace(1.0, 2.0, 19)  # 19 held-out good images, as a new user had
+    cal = calibrate(good)
+    th = cal.thresholds
+    assert th.review < th.ng
+    # the highest good score below NG goes to a person, the rest are OK
+    assert th.decide(float(good[-1])) == "REVIEW" and th.decide(float(good[-2])) == "OK"
+    assert 0.14 < cal.frr_upper_95 < 0.15  # 1 - 0.05 ** (1 / 19)
+    assert any("below 14.6% (95 %)" in w for w in cal.warnings)
+    assert any("cannot resolve" in w for w in cal.warnings)
+
+
+def test_large_calibration_set_keeps_the_review_share():
+    good = np.random.default_rng(0).normal(size=1000)
+    cal = calibrate(good, target_frr=0.005, review_rate=0.02)
+    assert np.mean(good >= cal.thresholds.review) == pytest.approx(0.025, abs=0.002)
+    assert not any("cannot resolve" in w for w in cal.warnings)
+
+
+def test_escape_warning_fires_when_defects_overlap_good_parts():
+    rng = np.random.default_rng(0)
+    good = rng.normal(0, 1, 400)
+    separated = calibrate(good, defect_scores=rng.normal(8, 0.5, 40))
+    assert separated.expected_escape_rate == 0 and separated.expected_ng_rate == 1
+    assert not any("ESCAPES" in w for w in separated.warnings)
+    # a constructed case: a third of the defects look like good parts, and the review band may only
+    # be widened to catch 70 % of them
+    defects = np.r_[rng.normal(0, 1, 15), rng.normal(8, 0.5, 30)]
+    cal = calibrate(good, defect_scores=defects, target_sensitivity=0.7)
+    assert cal.expected_escape_rate > 0.10 and cal.defect_source == "labelled"
+    assert any(w.startswith("ESCAPES: ") and "labelled defects would pass as OK" in w for w in cal.warnings)
+    synthetic = calibrate(good, defect_scores=defects, target_sensitivity=0.7, defect_source="synthetic")
+    assert any("synthetic defects would pass as OK" in w for w in synthetic.warnings)
+
+
+def test_expected_escapes_are_leave_one_out():
+    good = np.linspace(0, 1, 400)
+    # with the default 99 % target and 20 defects, the lowest defect sets the REVIEW threshold in
+    # sample (0 escapes); judged by a threshold the others set, it escapes: 1 of 20
+    defects = np.r_[0.2, np.linspace(5, 6, 19)]
+    cal = calibrate(good, defect_scores=defects)
+    assert cal.thresholds.decide(0.2) == "REVIEW"
+    assert cal.expected_escape_rate == pytest.approx(1 / 20)
+
+
+def test_old_calibration_documents_still_load():
+    doc = calibrate(np.linspace(0, 1, 300)).to_dict()
+    for key in ("frr_upper_95", "defect_source", "expected_escape_rate", "expected_ng_rate"):
+        doc.pop(key)
+    assert Calibration.from_dict(doc).expected_escape_rate is None

@@ -1,6 +1,7 @@
 """From score to decision: calibrated thresholds, the OK / REVIEW / NG band, one verdict per part."""
 
 from lineguard.decision.thresholds import (
+    MAX_EXPECTED_ESCAPE,
     Calibration,
     Decision,
     DecisionThresholds,
@@ -12,6 +13,7 @@ from lineguard.decision.thresholds import (
 from lineguard.decision.verdict import AssembledPart, CheckOutcome, PartAssembler, VerdictPolicy, combine
 
 __all__ = [
+    "MAX_EXPECTED_ESCAPE",
     "AssembledPart",
     "Calibration",
     "CheckOutcome",

@@ -136,6 +136,15 @@ class Calibration:
     sensitivity_threshold: float | None = None
     target_sensitivity: float | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # 95 % upper confidence bound on the true false-reject rate at the NG threshold (Clopper-Pearson
+    # on the n good calibration images): what so few images can promise.
+    frr_upper_95: float | None = None
+    # Where defect scores came from ("labelled" or "synthetic"), the share of them that would pass
+    # as OK (each defect judged by a REVIEW threshold set without it: leave-one-out, so the estimate
+    # is not flattered by the defect that set the threshold) and the share caught at NG.
+    defect_source: str | None = None
+    expected_escape_rate: float | None = None
+    expected_ng_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -151,6 +160,30 @@ class Calibration:
         return cls(**data)
 
 
+# Above this expected share of defects passing as OK, calibration warns loudly.
+MAX_EXPECTED_ESCAPE = 0.10
+
+
+def upper_bound_95(k: int, n: int) -> float:
+    """Clopper-Pearson one-sided 95 % upper bound on a rate seen k times in n trials."""
+    if k >= n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(0.95, k + 1, n - k))
+
+
+def leave_one_out_escapes(defects: np.ndarray, review: float, target_sensitivity: float) -> float:
+    """Share of defects below the REVIEW threshold that the other defects would have set."""
+    if defects.size < 2:
+        return float(np.mean(defects < review))
+    escaped = 0
+    for i in range(defects.size):
+        others = np.delete(defects, i)
+        escaped += defects[i] < min(review, sensitivity_threshold(others, target_sensitivity))
+    return escaped / defects.size
+
+
 def calibrate(
     good_scores: np.ndarray,
     *,
@@ -158,41 +191,72 @@ def calibrate(
     review_rate: float = 0.02,
     defect_scores: np.ndarray | None = None,
     target_sensitivity: float = 0.99,
+    defect_source: str = "labelled",
+    widen: bool = True,
 ) -> Calibration:
     """NG threshold at ``target_frr`` on held-out good parts, REVIEW band below it.
 
     The review threshold is where ``target_frr + review_rate`` of good parts would
     score at or above it; with labelled defects it moves down (never up) to the
     score that catches ``target_sensitivity`` of them, so escapes go to review.
+    With too few good parts to resolve that share, the band still holds the highest
+    good score below NG, so a borderline part goes to a person rather than straight to OK.
+    ``widen=False`` only measures the defects: the share expected to pass as OK and to reach NG.
     """
     good = _as_scores(good_scores, "good")
     warnings: list[str] = []
     n = good.size
+    ng = frr_threshold(good, target_frr)
+    frr_upper = upper_bound_95(int(np.sum(good >= ng)), n)
     if target_frr * n < 1:
         warnings.append(
             f"{n} good calibration images resolve a false-reject rate of 1/{n} = {1 / n:.4f} "
             f"at best, coarser than the {target_frr} target; the NG threshold sits just "
-            f"above the highest good score. Hold out at least {math.ceil(1 / target_frr)} "
+            f"above the highest good score, and the true false-reject rate is only known to be "
+            f"below {frr_upper:.1%} (95 %). Hold out at least {math.ceil(1 / target_frr)} "
             "good images to measure the target."
         )
-    ng = frr_threshold(good, target_frr)
     review = frr_threshold(good, min(target_frr + review_rate, 0.5)) if review_rate > 0 else ng
     review = min(review, ng)
+    below_ng = good[good < ng]
+    if review_rate > 0 and below_ng.size and not np.any((good >= review) & (good < ng)):
+        # The set is too small to resolve target_frr + review_rate: a zero-width band would
+        # send the next-highest good part straight to OK. Keep one good score in the band.
+        review = float(below_ng.max())
+        warnings.append(
+            f"{n} good calibration images cannot resolve a {review_rate:.1%} REVIEW band; it holds "
+            f"the highest good score below NG (1/{n} of good parts)"
+        )
+    frr_review = review
     f1_t = f1 = sens_t = None
+    escape = ng_rate = None
     n_defect = 0
     if defect_scores is not None and np.asarray(defect_scores).size:
         defects = _as_scores(defect_scores, "defect")
         n_defect = defects.size
-        labels = np.r_[np.zeros(n, bool), np.ones(n_defect, bool)]
-        f1_t, f1 = f1_optimal_threshold(np.r_[good, defects], labels)
-        sens_t = sensitivity_threshold(defects, target_sensitivity)
-        if sens_t < review:
-            review = sens_t
-        if sens_t < ng and np.mean(good >= sens_t) > target_frr + review_rate:
+        ng_rate = float(np.mean(defects >= ng))
+        if widen:
+            labels = np.r_[np.zeros(n, bool), np.ones(n_defect, bool)]
+            f1_t, f1 = f1_optimal_threshold(np.r_[good, defects], labels)
+            sens_t = sensitivity_threshold(defects, target_sensitivity)
+            if sens_t < review:
+                review = sens_t
+            if sens_t < ng and np.mean(good >= sens_t) > target_frr + review_rate:
+                warnings.append(
+                    f"catching {target_sensitivity:.0%} of the {defect_source} defects sends "
+                    f"{np.mean(good >= sens_t):.1%} of good parts to review"
+                )
+            escape = leave_one_out_escapes(defects, frr_review, target_sensitivity)
+        else:  # the defects set nothing, so their own share below REVIEW is a fair estimate
+            escape = float(np.mean(defects < review))
+        if escape > MAX_EXPECTED_ESCAPE:
             warnings.append(
-                f"catching {target_sensitivity:.0%} of the labelled defects sends "
-                f"{np.mean(good >= sens_t):.1%} of good parts to review"
+                f"ESCAPES: {escape:.0%} of the {n_defect} {defect_source} defects would pass as OK at these "
+                f"thresholds{' (leave-one-out)' if widen else ''}; more than {MAX_EXPECTED_ESCAPE:.0%} — the "
+                "model does not separate these defects from good parts"
             )
+    else:
+        defect_source = None
     return Calibration(
         thresholds=DecisionThresholds(review=review, ng=ng),
         target_frr=target_frr,
@@ -203,6 +267,10 @@ def calibrate(
         f1_threshold=f1_t,
         f1=f1,
         sensitivity_threshold=sens_t,
-        target_sensitivity=target_sensitivity if n_defect else None,
+        target_sensitivity=target_sensitivity if sens_t is not None else None,
         warnings=tuple(warnings),
+        frr_upper_95=frr_upper,
+        defect_source=defect_source,
+        expected_escape_rate=escape,
+        expected_ng_rate=ng_rate,
     )
