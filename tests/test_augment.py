@@ -128,8 +128,22 @@ def test_fit_can_set_the_review_band_on_synthetic_defects(folder_dataset, tmp_pa
     split = open_dataset(folder_dataset, "folder", seed=0)
     plain = fit_anomaly_model(Padim("efficientnet_lite0", (64, 64), seed=0), split, seed=0)
     helped = fit_anomaly_model(
+        Padim("efficientnet_lite0", (64, 64), seed=0),
+        split,
+        seed=0,
+        synthetic_defects=12,
+        review_on_synthetic=True,
+    )
+    measured = fit_anomaly_model(
         Padim("efficientnet_lite0", (64, 64), seed=0), split, seed=0, synthetic_defects=12
     )
+    # without review_on_synthetic the synthetic defects only measure: same thresholds, an escape estimate
+    assert measured.calibration.thresholds == plain.calibration.thresholds
+    assert (
+        measured.calibration.expected_escape_rate is not None
+        and plain.calibration.expected_escape_rate is None
+    )
+    assert measured.calibration.defect_source == "synthetic"
     assert plain.metadata["n_calibration_synthetic"] == 0 and helped.metadata["n_calibration_synthetic"] == 12
     assert helped.calibration.thresholds.ng == plain.calibration.thresholds.ng  # NG still from the good parts
     assert helped.calibration.thresholds.review < plain.calibration.thresholds.review  # the band widened

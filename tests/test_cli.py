@@ -196,9 +196,25 @@ def test_fit_with_tiles_at_native_size(tmp_path):
     assert (tiling["height"], tiling["width"], tiling["tile_height"], tiling["overlap"]) == (144, 64, 64, 16)
     assert tiling["n_tiles"] == 3
     result = runner.invoke(
-        app, ["fit", str(tmp_path / "d"), "--format", "folder", "--out", str(out), "--tile", "64"]
+        app,
+        [
+            "fit",
+            str(tmp_path / "d"),
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--tile",
+            "64",
+            "--model",
+            "padim",
+        ],
     )
     assert result.exit_code == 2 and "position-free" in result.output
+    # --model auto tiles with the position-free model
+    result = runner.invoke(app, fit_folder(tmp_path / "d", tmp_path / "auto", "--tile", "64"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "auto" / "model.json").read_text())["kind"] == "patchcore"
 
 
 def test_export_int8_reports_the_guard_and_writes_the_bundle_it_chose(trained, folder_dataset, tmp_path):
@@ -231,3 +247,47 @@ def test_zipped_bundle_predicts_like_the_folder(trained, folder_dataset, tmp_pat
         result = runner.invoke(app, ["predict", str(out), str(folder_dataset / "scratch"), "--json"])
         lines[out.suffix] = [json.loads(line) for line in result.output.splitlines()]
     assert tmp_path.joinpath("b.zip").is_file() and lines[".zip"] == lines[""]
+
+
+def test_fit_names_its_good_folder_and_states_expected_escapes(tmp_path):
+    """A folder of 'normal' parts beside known defects, PatchCore with the paper's re-weighting."""
+    import cv2
+    import numpy as np
+    from conftest import add_scratch, textured_part
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cubes"
+    (root / "normal").mkdir(parents=True)
+    (root / "dent").mkdir()
+    for i in range(24):
+        cv2.imwrite(str(root / "normal" / f"n{i}.png"), textured_part(rng, 96))
+    for i in range(6):
+        cv2.imwrite(str(root / "dent" / f"d{i}.png"), add_scratch(rng, textured_part(rng, 96))[0])
+    out = tmp_path / "m"
+    options = ["--model", "patchcore", "--top-fraction", "0", "--reweight-neighbours", "9", "--size", "96"]
+    result = runner.invoke(app, [*fit_folder(root, out, *options), "--good-class", "normal"])
+    assert result.exit_code == 0, result.output
+    assert "expected at these thresholds: false rejects below" in result.output
+    assert "of 60 synthetic defects pass as OK, " in result.output
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["config"]["reweight_neighbours"] == 9 and doc["metadata"]["split"]["good_class"] == "normal"
+    # evaluate re-opens the layout with the same good folder and says what passes as OK
+    result = runner.invoke(
+        app, ["evaluate", str(out), str(root), "--format", "folder", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "passed as OK (escape rate" in result.output
+
+
+def test_fit_without_any_defects_says_escapes_are_unknown(folder_dataset, tmp_path):
+    options = ["--model", "padim", "--size", "64", "--synthetic-defects", "0"]
+    result = runner.invoke(app, [*fit_folder(folder_dataset, tmp_path / "m", *options)])
+    assert result.exit_code == 0, result.output
+    assert "escapes unknown (no defects to measure them on" in result.output
+
+
+def test_reweighting_without_the_highest_patch_score_is_refused(folder_dataset, tmp_path):
+    result = runner.invoke(
+        app, fit_folder(folder_dataset, tmp_path / "m", "--model", "patchcore", "--reweight-neighbours", "9")
+    )
+    assert result.exit_code != 0 and "top_fraction" in result.output

@@ -15,7 +15,7 @@ from lineguard.cli import app
 from lineguard.data import DataSplit, SampleRef
 from lineguard.data.samples import DEFECT, GOOD
 from lineguard.models import load_model
-from lineguard.train import candidate_configs, select_anomaly_model
+from lineguard.train import Candidate, candidate_configs, select_anomaly_model
 from lineguard.train.fit import MIN_SELECTION_DEFECTS
 
 
@@ -39,23 +39,28 @@ def _split(root: Path, n_good: int = 20, n_defect: int = MIN_SELECTION_DEFECTS) 
 
 def test_candidates_without_enough_defects_are_the_defaults_only(tmp_path):
     split = _split(tmp_path, n_defect=MIN_SELECTION_DEFECTS - 1)
-    assert candidate_configs(split) == [("efficientnet_lite0", (640, 256))]
-    assert candidate_configs(split, "mobilenetv2", (64, 32)) == [("mobilenetv2", (64, 32))]
+    assert candidate_configs(split) == [("padim", "efficientnet_lite0", (640, 256))]
+    assert candidate_configs(split, "mobilenetv2", (64, 32), model="patchcore") == [
+        ("patchcore", "mobilenetv2", (64, 32))
+    ]
 
 
 def test_candidates_with_defects_default_first(tmp_path):
     split = _split(tmp_path)
     configs = candidate_configs(split)
-    assert configs[0] == ("efficientnet_lite0", (640, 256))  # H x W: the aspect ratio is kept
-    assert len(configs) == 6 and len(set(configs)) == 6
-    assert {size for _, size in configs} == {(640, 256), (480, 192)}
-    assert {name for name, _ in configs} == {f"efficientnet_lite{i}" for i in range(3)}
-    # A fixed choice is kept; only the other axis varies; --no-select turns selection off.
-    assert candidate_configs(split, "mobilenetv2") == [
-        ("mobilenetv2", (640, 256)),
-        ("mobilenetv2", (480, 192)),
+    assert configs[0] == ("padim", "efficientnet_lite0", (640, 256))  # H x W: the aspect ratio is kept
+    assert len(configs) == 7 and len(set(configs)) == 7
+    padim = [c for c in configs if c.model == "padim"]
+    assert {c.image_size for c in padim} == {(640, 256), (480, 192)}
+    assert {c.backbone for c in padim} == {f"efficientnet_lite{i}" for i in range(3)}
+    # the other model kind on the default backbone and size, last
+    assert configs[-1] == ("patchcore", "efficientnet_lite0", (640, 256))
+    # A fixed choice is kept; only the other axes vary; --no-select turns selection off.
+    assert candidate_configs(split, "mobilenetv2", model="padim") == [
+        ("padim", "mobilenetv2", (640, 256)),
+        ("padim", "mobilenetv2", (480, 192)),
     ]
-    assert [name for name, _ in candidate_configs(split, image_size=(64, 32))] == [
+    assert [c.backbone for c in candidate_configs(split, image_size=(64, 32), model="padim")] == [
         f"efficientnet_lite{i}" for i in range(3)
     ]
     assert candidate_configs(split, select=False) == [configs[0]]
@@ -89,9 +94,14 @@ class _FakeModel:
 
 def test_selection_keeps_the_best_validation_auroc(tmp_path):
     split = _split(tmp_path)
-    candidates = [("blind", (8, 8)), ("sharp", (8, 8)), ("inverted", (8, 8)), ("sharp", (16, 16))]
+    candidates = [
+        Candidate("fake", *c)
+        for c in [("blind", (8, 8)), ("sharp", (8, 8)), ("inverted", (8, 8)), ("sharp", (16, 16))]
+    ]
     seen = []
-    model = select_anomaly_model(_FakeModel, candidates, split, report=seen.append, seed=0)
+    model = select_anomaly_model(
+        lambda c: _FakeModel(c.backbone, c.image_size), candidates, split, report=seen.append, seed=0
+    )
     aurocs = [t["validation_auroc"] for t in seen]
     assert aurocs == pytest.approx([0.5, 1.0, 0.0, 1.0], abs=0.06)
     # Ties keep the earlier candidate.
@@ -103,8 +113,10 @@ def test_selection_keeps_the_best_validation_auroc(tmp_path):
 
 def test_selection_refuses_candidates_it_cannot_rank(tmp_path):
     split = _split(tmp_path, n_defect=0)
-    with pytest.raises(ValueError, match="labelled calibration defects"):
-        select_anomaly_model(_FakeModel, [("a", (8, 8)), ("b", (8, 8))], split)
+    with pytest.raises(ValueError, match="labelled calibration defects or synthetic ones"):
+        select_anomaly_model(
+            _FakeModel, [Candidate("fake", "a", (8, 8)), Candidate("fake", "b", (8, 8))], split
+        )
 
 
 def _kolektor_like(root: Path, items: int = 12) -> Path:
@@ -129,10 +141,13 @@ def test_fit_cli_selects_on_validation_defects_and_records_it(tmp_path):
     assert result.exit_code == 0, result.output
     model = load_model(str(out))
     trials = model.metadata["selection"]["trials"]
-    assert [t["backbone"] for t in trials] == [f"efficientnet_lite{i}" for i in range(3)]
+    assert [(t["model"], t["backbone"]) for t in trials] == [
+        *[("padim", f"efficientnet_lite{i}") for i in range(3)],
+        ("patchcore", "efficientnet_lite0"),
+    ]
     best = max(t["validation_auroc"] for t in trials)
     first_best = next(t for t in trials if t["validation_auroc"] == best)
-    assert model.backbone == first_best["backbone"]
+    assert (model.kind, model.backbone) == (first_best["model"], first_best["backbone"])
     assert model.metadata["validation"]["image_auroc"] == pytest.approx(best)
     assert "validation AUROC" in result.output
 
@@ -140,4 +155,38 @@ def test_fit_cli_selects_on_validation_defects_and_records_it(tmp_path):
     result = CliRunner().invoke(app, [*args[:-1], str(plain), "--no-select"])
     assert result.exit_code == 0, result.output
     model = load_model(str(plain))
-    assert model.backbone == "efficientnet_lite0" and "selection" not in model.metadata
+    assert (
+        model.kind == "padim" and model.backbone == "efficientnet_lite0" and "selection" not in model.metadata
+    )
+
+
+def test_synthetic_defects_rank_candidates_without_labelled_ones(tmp_path):
+    """No labelled defects: a real PatchCore and a blind scorer are told apart on synthetic defects."""
+    from lineguard.models import PatchCore
+
+    rng = np.random.default_rng(0)
+    good = [SampleRef(_write(tmp_path / f"g{i}.png", textured_part(rng, 64)), GOOD) for i in range(30)]
+    split = DataSplit("toy", tuple(good), ())
+    # without labelled defects, enough synthetic ones rank the model kinds (not backbones or sizes)
+    assert [c.model for c in candidate_configs(split, synthetic_defects=MIN_SELECTION_DEFECTS)] == [
+        "padim",
+        "patchcore",
+    ]
+    assert len(candidate_configs(split, synthetic_defects=MIN_SELECTION_DEFECTS - 1)) == 1
+
+    def build(c: Candidate):
+        if c.backbone == "blind":
+            return _FakeModel("blind", c.image_size)
+        return PatchCore(c.backbone, c.image_size, coreset_ratio=0.05, seed=0)
+
+    seen = []
+    candidates = [
+        Candidate("fake", "blind", (64, 64)),
+        Candidate("patchcore", "efficientnet_lite0", (64, 64)),
+    ]
+    model = select_anomaly_model(build, candidates, split, report=seen.append, seed=0, synthetic_defects=30)
+    assert model.backbone == "efficientnet_lite0"
+    assert seen[0]["validation_auroc"] == pytest.approx(0.5, abs=0.1) and seen[1]["validation_auroc"] > 0.8
+    assert model.metadata["validation"]["defects"] == "synthetic"
+    assert "synthetic calibration defects" in model.metadata["selection"]["criterion"]
+    assert model.calibration.defect_source == "synthetic"

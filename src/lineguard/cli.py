@@ -52,7 +52,13 @@ class Task(StrEnum):
     segment = "segment"
 
 
+# Synthetic defects `fit` makes when the layout has no labelled ones: they choose the model and
+# estimate the escapes (docs/benchmarks.md, anomaly protocol).
+SYNTHETIC_DEFECTS = 60
+
+
 class ModelKind(StrEnum):
+    auto = "auto"
     patchcore = "patchcore"
     padim = "padim"
 
@@ -98,6 +104,18 @@ def load_scorer(path: Path, threads: int | None = None):
     return load_model(str(path))
 
 
+def expected_costs(cal) -> str:
+    """What the calibrated thresholds are expected to cost, from the calibration evidence alone."""
+    text = f"false rejects below {cal.frr_upper_95:.1%} (95 % bound on {cal.n_good} good images)"
+    if cal.expected_escape_rate is None:
+        return text + "; escapes unknown (no defects to measure them on: see --synthetic-defects)"
+    how = " (leave-one-out)" if cal.sensitivity_threshold is not None else ""
+    return (
+        f"{text}; {cal.expected_escape_rate:.1%} of {cal.n_defect} {cal.defect_source} defects pass as OK"
+        f"{how}, {cal.expected_ng_rate:.1%} caught at NG"
+    )
+
+
 @app.command()
 def fit(
     data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed ELPV sample).")],
@@ -107,9 +125,11 @@ def fit(
         ModelKind,
         typer.Option(
             help="padim: one Gaussian per position, for fixtured/aligned parts; "
-            "patchcore: position-free nearest neighbours, for parts that move."
+            "patchcore: position-free nearest neighbours, for parts that move; "
+            "auto: padim, or whichever of the two validates better on held-out defects "
+            "(labelled, or the --synthetic-defects) when --select applies."
         ),
-    ] = ModelKind.padim,
+    ] = ModelKind.auto,
     backbone: Annotated[
         str,
         typer.Option(
@@ -128,7 +148,8 @@ def fit(
         bool,
         typer.Option(
             help="With at least 10 labelled defects kept for calibration (kolektor: the training "
-            "items' defects), fit every auto backbone x size and keep the best validation AUROC."
+            "items' defects; mvtec: defect folders under train/), or else with --synthetic-defects 10 "
+            "or more, fit every auto backbone x size and keep the best validation AUROC."
         ),
     ] = True,
     top_fraction: Annotated[
@@ -151,6 +172,18 @@ def fit(
     coreset_ratio: Annotated[
         float, typer.Option(help="PatchCore: share of patches kept in the memory bank.")
     ] = 0.01,
+    reweight_neighbours: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="PatchCore: re-weight the highest patch score over this many bank neighbours (the "
+            "paper's image score, b = 9); needs --top-fraction 0. 0 = off.",
+        ),
+    ] = 0,
+    good_class: Annotated[
+        str | None,
+        typer.Option(help="mvtec/folder layouts: the folder of good parts; default: good/ok/pass/normal."),
+    ] = None,
     calibration_fraction: Annotated[
         float, typer.Option(help="Share of good images held out to calibrate thresholds.")
     ] = 0.2,
@@ -168,10 +201,18 @@ def fit(
         int,
         typer.Option(
             min=0,
-            help="Without labelled defects: set the REVIEW band on this many synthetic ones "
-            "(CutPaste, scar, Perlin) made from the held-out good images.",
+            help="Without labelled defects: this many synthetic ones (CutPaste, scar, Perlin) made "
+            "from the held-out good images choose the model (--select) and estimate the escapes; "
+            "0 = none.",
         ),
-    ] = 0,
+    ] = SYNTHETIC_DEFECTS,
+    review_on_synthetic: Annotated[
+        bool,
+        typer.Option(
+            help="Also widen the REVIEW band to catch --target-sensitivity of the synthetic defects "
+            "(fewer escapes, many more good parts to review: see docs/benchmarks.md)."
+        ),
+    ] = False,
     test_fraction: Annotated[
         float | None,
         typer.Option(help="Share of good images (items for kolektor) kept for testing; default per format."),
@@ -186,14 +227,23 @@ def fit(
     """Learn good parts from DATA, calibrate thresholds on held-out good parts, save to OUT."""
     from lineguard.data import open_dataset
     from lineguard.models import MODELS
-    from lineguard.train import candidate_configs, select_anomaly_model
+    from lineguard.train import Candidate, candidate_configs, select_anomaly_model
 
     _threads(threads)
     try:
-        split = open_dataset(data, format.value, seed=seed, test_fraction=test_fraction)
+        split = open_dataset(
+            data, format.value, seed=seed, test_fraction=test_fraction, good_class=good_class
+        )
         kwargs: dict[str, object] = {"top_fraction": top_fraction or None}
         if tile is None:
-            candidates = candidate_configs(split, backbone, parse_size(size), select=select)
+            candidates = candidate_configs(
+                split,
+                backbone,
+                parse_size(size),
+                model=model.value,
+                select=select,
+                synthetic_defects=synthetic_defects,
+            )
         else:
             from lineguard.preprocess import Tiling
             from lineguard.train.fit import native_size
@@ -202,33 +252,46 @@ def fit(
             height, width = parse_size(size) or native_size(split.train)
             overlap = tile_overlap if tile_overlap is not None else min(tile_size) // 8
             kwargs["tiling"] = Tiling(height, width, *tile_size, overlap)
-            candidates = candidate_configs(split, backbone, tile_size, select=False)
-        if model == ModelKind.patchcore:
-            kwargs["coreset_ratio"] = coreset_ratio
+            if model == ModelKind.padim:
+                raise ValueError("--tile needs a position-free model: --model patchcore")
+            candidates = candidate_configs(split, backbone, tile_size, model="patchcore", select=False)
+        if model == ModelKind.padim and reweight_neighbours:
+            raise ValueError("--reweight-neighbours applies to --model patchcore")
+        patchcore_only = {"coreset_ratio": coreset_ratio, "reweight_neighbours": reweight_neighbours}
         tiles = f" in {len(kwargs['tiling'].origins)} tiles" if "tiling" in kwargs else ""
         if len(candidates) == 1:
-            ((name, image_size),) = candidates
+            ((kind, name, image_size),) = candidates
             typer.echo(
                 f"{split.name}: {len(split.train)} good training images, input "
-                f"{image_size[1]}x{image_size[0]}{tiles}, {model.value} on {name}",
+                f"{image_size[1]}x{image_size[0]}{tiles}, {kind} on {name}",
                 err=True,
             )
         else:
+            evidence = (
+                f"{len(split.calibration_defects)} labelled"
+                if split.calibration_defects
+                else f"{synthetic_defects} synthetic"
+            )
             typer.echo(
                 f"{split.name}: {len(split.train)} good training images; choosing among "
-                f"{len(candidates)} backbone x input candidates on {len(split.calibration_defects)} "
-                "labelled validation defects (--no-select skips this)",
+                f"{len(candidates)} model x backbone x input candidates on {evidence} validation defects "
+                "(--no-select skips this)",
                 err=True,
             )
 
         def report(trial: dict) -> None:
             h, w = trial["image_size"]
             typer.echo(
-                f"  {trial['backbone']} {w}x{h}: validation AUROC {trial['validation_auroc']:.4f}", err=True
+                f"  {trial['model']} {trial['backbone']} {w}x{h}: validation AUROC "
+                f"{trial['validation_auroc']:.4f}",
+                err=True,
             )
 
-        def build(name: str, image_size: tuple[int, int]):
-            return MODELS[model.value](name, image_size, seed=seed, device=device, **kwargs)
+        def build(candidate: Candidate):
+            options = {**kwargs, **(patchcore_only if candidate.model == "patchcore" else {})}
+            return MODELS[candidate.model](
+                candidate.backbone, candidate.image_size, seed=seed, device=device, **options
+            )
 
         estimator = select_anomaly_model(
             build,
@@ -243,11 +306,19 @@ def fit(
             seed=seed,
             progress=True,
             synthetic_defects=synthetic_defects,
-            split_info={"format": format.value, "seed": seed, "test_fraction": test_fraction},
+            review_on_synthetic=review_on_synthetic,
+            split_info={
+                "format": format.value,
+                "seed": seed,
+                "test_fraction": test_fraction,
+                "good_class": good_class,
+            },
         )
         if len(candidates) > 1:
             typer.echo(
-                f"kept {estimator.backbone} {estimator.image_size[1]}x{estimator.image_size[0]}", err=True
+                f"kept {estimator.kind} {estimator.backbone} "
+                f"{estimator.image_size[1]}x{estimator.image_size[0]}",
+                err=True,
             )
         estimator.save(out)
     except (LineGuardError, ValueError) as exc:
@@ -259,6 +330,7 @@ def fit(
         f"thresholds: REVIEW >= {cal.thresholds.review:.4g}, NG >= {cal.thresholds.ng:.4g} "
         f"({cal.n_good} good, {cal.n_defect} defect calibration images)"
     )
+    typer.echo(f"expected at these thresholds: {expected_costs(cal)}")
     for warning in cal.warnings:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
 
@@ -468,6 +540,28 @@ def evaluate(
         f"FRR {fmt(metrics['false_reject_rate'])}, sensitivity {fmt(metrics['sensitivity'])} | "
         f"{metrics['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
     )
+    _say_escapes(metrics)
+
+
+def _say_escapes(metrics: dict) -> None:
+    """The test split's decisions for defects, and a loud warning when too many pass as OK."""
+    from lineguard.decision import MAX_EXPECTED_ESCAPE
+
+    escape = metrics["escape_rate"]
+    if escape is None:
+        return
+    bad, good = metrics["decisions"]["defect"], metrics["decisions"]["good"]
+    typer.echo(
+        f"defects: {bad['OK']} passed as OK (escape rate {escape:.1%}), {bad['REVIEW']} REVIEW, "
+        f"{bad['NG']} NG; good parts: {good['REVIEW']} REVIEW, {good['NG']} NG"
+    )
+    if escape > MAX_EXPECTED_ESCAPE:
+        typer.secho(
+            f"warning: ESCAPES: {escape:.0%} of the test defects pass as OK at the calibrated thresholds "
+            f"(more than {MAX_EXPECTED_ESCAPE:.0%}); do not run this model on a line as it is",
+            fg="red",
+            err=True,
+        )
 
 
 def _evaluate_supervised(

@@ -1,6 +1,7 @@
 """The training side's workflows: fit a model and calibrate its thresholds."""
 
 from lineguard.train.fit import (
+    Candidate,
     auto_image_size,
     candidate_configs,
     fit_anomaly_model,
@@ -9,6 +10,7 @@ from lineguard.train.fit import (
 )
 
 __all__ = [
+    "Candidate",
     "auto_image_size",
     "candidate_configs",
     "fit_anomaly_model",
