@@ -51,7 +51,12 @@ def trained(folder_dataset, tmp_path_factory):
 
 def test_fit_writes_a_calibrated_model(trained):
     doc = json.loads((trained / "model.json").read_text())
-    assert doc["kind"] == "padim" and doc["config"]["image_size"] == [128, 128]
+    # --model auto without labelled defects: PaDiM and PatchCore ranked on 60 synthetic defects
+    trials = doc["metadata"]["selection"]["trials"]
+    assert [t["model"] for t in trials] == ["padim", "patchcore"]
+    best = max(trials, key=lambda t: t["validation_auroc"])
+    assert doc["kind"] == best["model"] and doc["config"]["image_size"] == [128, 128]
+    assert doc["metadata"]["validation"]["defects"] == "synthetic"
     assert doc["config"]["top_fraction"] == 0.01
     th = doc["calibration"]["thresholds"]
     assert th["review"] <= th["ng"]
