@@ -144,8 +144,8 @@ def fit_anomaly_model(
         else:
             note = (
                 f"the expected escapes come from {n_synthetic} synthetic defects (CutPaste, scar, Perlin), "
-                f"which are easier than real ones: on the benchmark protocol, real defects escaped 3-5x as "
-                "often; hold out real defects to measure it"
+                "which are easier than real ones: on the benchmark protocol, real defects escaped "
+                "3.5-5.5x as often; hold out real defects to measure it"
             )
         model.calibration = replace(model.calibration, warnings=(*model.calibration.warnings, note))
     model.metadata.update(
