@@ -148,8 +148,9 @@ def fit(
         bool,
         typer.Option(
             help="With at least 10 labelled defects kept for calibration (kolektor: the training "
-            "items' defects; mvtec: defect folders under train/), or else with --synthetic-defects 10 "
-            "or more, fit every auto backbone x size and keep the best validation AUROC."
+            "items' defects; mvtec: defect folders under train/), fit PaDiM on every auto backbone x "
+            "size plus PatchCore; without them, with --synthetic-defects 10 or more, fit PaDiM and "
+            "PatchCore; keep the best validation AUROC."
         ),
     ] = True,
     top_fraction: Annotated[
