@@ -84,9 +84,6 @@ SUITES = {
 }
 
 
-PATCHCORE_ONLY = ("coreset_ratio", "reweight_neighbours", "tiling", "max_pool")
-
-
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -109,7 +106,7 @@ def run_one(spec: dict) -> dict:
     from lineguard.data import open_dataset
     from lineguard.evaluation import evaluate_anomaly_model
     from lineguard.models import MODELS
-    from lineguard.train import candidate_configs, select_anomaly_model
+    from lineguard.train import build_candidate, candidate_configs, select_anomaly_model
 
     torch.set_num_threads(spec["threads"])
     split = open_dataset(spec["data"], spec["format"], seed=spec["seed"])
@@ -150,15 +147,7 @@ def run_one(spec: dict) -> dict:
         )
 
     def build(candidate):
-        own = (
-            {k: v for k, v in options.items() if k in PATCHCORE_ONLY}
-            if candidate.model == "patchcore"
-            else {}
-        )
-        common = {k: v for k, v in options.items() if k not in PATCHCORE_ONLY}
-        return MODELS[candidate.model](
-            candidate.backbone, candidate.image_size, seed=spec["seed"], **common, **own
-        )
+        return build_candidate(candidate, seed=spec["seed"], **options)
 
     start = time.perf_counter()
     model = select_anomaly_model(build, candidates, split, seed=spec["seed"], synthetic_defects=synthetic)

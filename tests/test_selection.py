@@ -15,7 +15,7 @@ from lineguard.cli import app
 from lineguard.data import DataSplit, SampleRef
 from lineguard.data.samples import DEFECT, GOOD
 from lineguard.models import load_model
-from lineguard.train import Candidate, candidate_configs, select_anomaly_model
+from lineguard.train import Candidate, build_candidate, candidate_configs, select_anomaly_model
 from lineguard.train.fit import MIN_SELECTION_DEFECTS
 
 
@@ -190,3 +190,14 @@ def test_synthetic_defects_rank_candidates_without_labelled_ones(tmp_path):
     assert model.metadata["validation"]["defects"] == "synthetic"
     assert "synthetic calibration defects" in model.metadata["selection"]["criterion"]
     assert model.calibration.defect_source == "synthetic"
+
+
+def test_build_candidate_gives_each_model_the_options_it_takes():
+    options = {"coreset_ratio": 0.05, "reweight_neighbours": 0, "top_fraction": 0.02, "seed": 3}
+    padim = build_candidate(Candidate("padim", "efficientnet_lite0", (64, 64)), **options)
+    patchcore = build_candidate(Candidate("patchcore", "efficientnet_lite0", (64, 64)), **options)
+    assert padim.kind == "padim" and padim.top_fraction == 0.02 and padim.seed == 3
+    assert patchcore.coreset_ratio == 0.05 and patchcore.top_fraction == 0.02
+    # A misspelt option is not silently dropped for every candidate.
+    with pytest.raises(ValueError, match="coreset_ration"):
+        build_candidate(Candidate("padim", "efficientnet_lite0", (64, 64)), coreset_ration=0.1)

@@ -227,8 +227,7 @@ def fit(
 ) -> None:
     """Learn good parts from DATA, calibrate thresholds on held-out good parts, save to OUT."""
     from lineguard.data import open_dataset
-    from lineguard.models import MODELS
-    from lineguard.train import Candidate, candidate_configs, select_anomaly_model
+    from lineguard.train import Candidate, build_candidate, candidate_configs, select_anomaly_model
 
     _threads(threads)
     try:
@@ -258,7 +257,6 @@ def fit(
             candidates = candidate_configs(split, backbone, tile_size, model="patchcore", select=False)
         if model == ModelKind.padim and reweight_neighbours:
             raise ValueError("--reweight-neighbours applies to --model patchcore")
-        patchcore_only = {"coreset_ratio": coreset_ratio, "reweight_neighbours": reweight_neighbours}
         tiles = f" in {len(kwargs['tiling'].origins)} tiles" if "tiling" in kwargs else ""
         if len(candidates) == 1:
             ((kind, name, image_size),) = candidates
@@ -289,9 +287,13 @@ def fit(
             )
 
         def build(candidate: Candidate):
-            options = {**kwargs, **(patchcore_only if candidate.model == "patchcore" else {})}
-            return MODELS[candidate.model](
-                candidate.backbone, candidate.image_size, seed=seed, device=device, **options
+            return build_candidate(
+                candidate,
+                seed=seed,
+                device=device,
+                coreset_ratio=coreset_ratio,
+                reweight_neighbours=reweight_neighbours,
+                **kwargs,
             )
 
         estimator = select_anomaly_model(

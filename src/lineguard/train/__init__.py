@@ -3,6 +3,7 @@
 from lineguard.train.fit import (
     Candidate,
     auto_image_size,
+    build_candidate,
     candidate_configs,
     fit_anomaly_model,
     native_size,
@@ -12,6 +13,7 @@ from lineguard.train.fit import (
 __all__ = [
     "Candidate",
     "auto_image_size",
+    "build_candidate",
     "candidate_configs",
     "fit_anomaly_model",
     "native_size",

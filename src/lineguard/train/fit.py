@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -13,7 +14,7 @@ from lineguard.data.image_io import read_image
 from lineguard.data.readers import split_good
 from lineguard.data.samples import fingerprint
 from lineguard.decision import calibrate
-from lineguard.models import AnomalyModel
+from lineguard.models import MODELS, AnomalyModel
 
 # `--model auto` / `--backbone auto` / `--size auto`: the first of each is the default; the rest are
 # tried only when validation defects can rank them (see ``candidate_configs``).
@@ -218,6 +219,35 @@ def candidate_configs(
     else:
         first = [default]
     return first + [Candidate(other, backbones[0], sizes[0]) for other in models[1:]]
+
+
+def _options_taken(kind: str) -> set[str]:
+    """Keyword options ``MODELS[kind]`` accepts: its own and those of every class it builds on."""
+    names: set[str] = set()
+    for cls in MODELS[kind].__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        for name, param in inspect.signature(init).parameters.items():
+            if param.kind is param.KEYWORD_ONLY:
+                names.add(name)
+    return names
+
+
+def build_candidate(candidate: Candidate, **options: Any) -> AnomalyModel:
+    """The candidate's model, built with the options that its model kind takes.
+
+    One option set serves every candidate: options only another kind takes (PatchCore's memory-bank
+    settings when the candidate is PaDiM) are left out; an option no model takes is an error, so a
+    misspelt one is not silently dropped.
+    """
+    taken = _options_taken(candidate.model)
+    known = set().union(*(_options_taken(kind) for kind in MODELS))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown anomaly-model option(s): {', '.join(unknown)}")
+    own = {k: v for k, v in options.items() if k in taken}
+    return MODELS[candidate.model](candidate.backbone, candidate.image_size, **own)
 
 
 def select_anomaly_model(
