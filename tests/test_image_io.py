@@ -75,3 +75,85 @@ def test_mask_size_mismatch_names_the_mask(tmp_path):
     with pytest.raises(DataError, match=r"m_mask\.png: mask is 12x10 but its image is 12x11"):
         read_mask(mask, expected_shape=(11, 12))
     assert read_mask(mask, expected_shape=(10, 12)).dtype == bool
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_jpeg_cut_short_with_an_end_marker_appended_is_refused(tmp_path, colour):
+    # libjpeg grey-fills the missing rows and only warns; a defect there would be invisible.
+    shape = (96, 96, 3) if colour else (96, 96)
+    data = _jpeg(np.random.default_rng(1).integers(0, 255, shape, np.uint8))
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(data[: len(data) * 2 // 3] + b"\xff\xd9")
+    with pytest.raises(DataError, match=r"cut\.jpg: truncated JPEG"):
+        read_image(bad)
+
+
+def test_jpeg_decodes_to_the_same_pixels_as_opencv(tmp_path):
+    rng = np.random.default_rng(2)
+    for shape in [(40, 56), (40, 56, 3)]:
+        path = tmp_path / f"p{len(shape)}.jpg"
+        path.write_bytes(_jpeg(rng.integers(0, 255, shape, np.uint8)))
+        reference = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if reference.ndim == 3:
+            reference = cv2.cvtColor(reference, cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(read_image(path), reference)
+
+
+def test_formats_without_a_header_check_are_refused(tmp_path):
+    # A PAM/PPM is decoded by OpenCV but its size was never checked: a 65.6 MP one passed the limit.
+    ok, pam = cv2.imencode(".pam", np.zeros((8, 8), np.uint8))
+    assert ok
+    path = tmp_path / "x.png"
+    path.write_bytes(pam.tobytes())
+    with pytest.raises(DataError, match="not PNG, JPEG, BMP or TIFF"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".bmp", ".jpg"])
+def test_pixel_limit_holds_for_every_format_read(tmp_path, suffix):
+    path = write(tmp_path / f"big{suffix}", np.zeros((100, 100), np.uint8))
+    with pytest.raises(DataError, match="over the 5000 limit"):
+        read_image(path, max_pixels=5000)
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.png"
+    zero.symlink_to("/dev/zero")
+    errors: dict[str, Exception] = {}
+
+    def read(path: Path) -> None:
+        try:
+            read_image(path)
+        except Exception as exc:
+            errors[path.name] = exc
+
+    for path in (fifo, zero):
+        worker = threading.Thread(target=read, args=(path,), daemon=True)
+        worker.start()
+        worker.join(10)
+        if worker.is_alive():  # unblock the reader before failing
+            with open(fifo, "wb"):
+                pass
+            pytest.fail(f"reading {path.name} did not return")
+        assert isinstance(errors[path.name], DataError)
+        assert "not a regular file" in str(errors[path.name])
+
+
+def test_file_over_the_byte_limit_is_refused_unread(tmp_path):
+    from lineguard.data.image_io import read_file_bytes
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\0" * 2000)
+    with pytest.raises(DataError, match="2000 bytes, over the 1000-byte limit"):
+        read_file_bytes(path, max_bytes=1000)

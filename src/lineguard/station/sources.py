@@ -22,7 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lineguard.data.image_io import IMAGE_SUFFIXES
+from lineguard.data.image_io import IMAGE_SUFFIXES, read_file_bytes
+from lineguard.errors import DataError
 from lineguard.station.config import (
     FolderSourceConfig,
     GenICamSourceConfig,
@@ -31,8 +32,6 @@ from lineguard.station.config import (
     VideoSourceConfig,
 )
 from lineguard.station.linescan import LineScanAssembler
-
-MAX_ENCODED_BYTES = 512 * 1024 * 1024  # a file bigger than this is not a part image
 
 
 @dataclass
@@ -112,12 +111,9 @@ def _matching_images(folder: Path, pattern: str) -> list[Path]:
 def _file_frame(source: Source, path: Path, part_id: str | None) -> Frame:
     seq = source._next_seq()
     try:
-        size = path.stat().st_size
-        if size > MAX_ENCODED_BYTES:
-            return Frame(source.name, seq, part_id or path.stem, str(path), error=f"{size} bytes, too large")
-        return Frame(source.name, seq, part_id or path.stem, str(path), data=path.read_bytes())
-    except OSError as exc:
-        return Frame(source.name, seq, part_id or path.stem, str(path), error=f"cannot read ({exc.strerror})")
+        return Frame(source.name, seq, part_id or path.stem, str(path), data=read_file_bytes(path))
+    except DataError as exc:
+        return Frame(source.name, seq, part_id or path.stem, str(path), error=exc.problem)
 
 
 class FolderSource(Source):
