@@ -244,3 +244,14 @@ def test_station_records_what_the_detector_found(trained, tmp_path):
         assert check.score is not None and " found: " in check.reason
         assert check.reason.split(": ", 1)[1].split()[0] in CLASSES
         assert check.heatmap_sha256 is None  # detectors have boxes, not an anomaly map
+
+
+def test_listed_confidences_compare_with_the_threshold_as_the_decision_did():
+    from lineguard.results import Detections
+
+    threshold = 0.1234505
+    found = Detections(
+        np.zeros((1, 4), np.float32), np.array([0.1234509], np.float64), np.zeros(1, np.int64)
+    ).above(threshold)
+    assert len(found.to_list(("scratch",))) == 1
+    assert all(d["confidence"] >= threshold for d in found.to_list(("scratch",)))

@@ -61,7 +61,8 @@ class Detections:
         return [
             {
                 "class": classes[int(c)],
-                "confidence": round(float(s), 5),
+                # Not rounded: a shown confidence must compare with the thresholds as the decision did.
+                "confidence": float(s),
                 "box_xyxy": [round(float(v), 2) for v in b],
             }
             for b, s, c in zip(self.xyxy, self.confidence, self.class_id, strict=True)
