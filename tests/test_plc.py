@@ -88,7 +88,18 @@ def test_modbus_client_does_the_handshake(station_bundle, tmp_path):
         assert bits()[m.DI_READY] and not bits()[m.DI_RESULT_VALID]
         verdicts = []
         for i in range(4):
-            client.write_registers(m.HR_PART_ID, m.text_to_registers(f"PN-{i}"), device_id=1)
+            # Every register-writing function code a PLC may use for PartIdIn: 16, 23, 16 then 22.
+            if i == 1:
+                regs = m.text_to_registers(f"PN-{i}")
+                client.readwrite_registers(
+                    read_address=0, read_count=1, write_address=m.HR_PART_ID, values=regs, device_id=1
+                )
+            elif i == 3:
+                client.write_registers(m.HR_PART_ID, m.text_to_registers("PN-9"), device_id=1)
+                # "-9" -> "-3": keep the high byte, replace the low one.
+                client.mask_write_register(address=1, and_mask=0xFF00, or_mask=ord("3"), device_id=1)
+            else:
+                client.write_registers(m.HR_PART_ID, m.text_to_registers(f"PN-{i}"), device_id=1)
             client.write_coil(m.COIL_TRIGGER, True, device_id=1)
             wait_for(lambda: bits()[m.DI_TRIGGER_ACK], what="TriggerAck")
             client.write_coil(m.COIL_TRIGGER, False, device_id=1)

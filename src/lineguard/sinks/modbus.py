@@ -105,7 +105,7 @@ class ModbusSink(Sink):
             registers[0] = discrete_inputs(self.handshake)
         elif function_code == 4:  # read input registers
             registers[:] = input_registers(self.handshake)
-        elif function_code in (6, 16) and values is not None:  # PLC writes PartIdIn
+        elif function_code in (6, 16, 22, 23) and values is not None:  # PLC writes PartIdIn
             for i, value in enumerate(values):
                 if 0 <= offset + i < PART_ID_REGISTERS:
                     self._part_id_in[offset + i] = int(value)
