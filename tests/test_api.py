@@ -95,3 +95,13 @@ def test_token_resolution(tmp_path):
         resolve_token(None, tmp_path / "absent", tmp_path / "t")
     with pytest.raises(ValueError, match="at least 16"):
         create_app(object(), "short")
+
+
+def test_a_trigger_that_cannot_give_a_part_is_refused_with_the_reason(served):
+    client, station, _ = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    refused = client.post("/trigger", params={"part_id": "PN-1"}, headers=auth)
+    assert refused.status_code == 409 and "reads no source that takes triggers" in refused.json()["detail"]
+    too_long = client.post("/trigger", params={"part_id": "x" * 129}, headers=auth)
+    assert too_long.status_code == 422 and "over the limit of 128" in too_long.json()["detail"]
+    assert station.counters["triggers_refused"] == 2

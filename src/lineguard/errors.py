@@ -24,3 +24,12 @@ class BackboneUnavailable(LineGuardError, RuntimeError):
 
 class ModelFileError(LineGuardError, ValueError):
     """A saved model is missing, damaged or from an incompatible version."""
+
+
+class TriggerRefused(LineGuardError, ValueError):
+    """A trigger the station cannot turn into exactly one part: its part ID breaks the rule, or
+    the active recipe reads no source that takes triggers. ``kind``: "part_id" or "source"."""
+
+    def __init__(self, why: str, kind: str) -> None:
+        self.kind = kind
+        super().__init__(why)

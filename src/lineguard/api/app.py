@@ -17,6 +17,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from lineguard.errors import TriggerRefused
+
 
 class CheckOut(BaseModel):
     check: str
@@ -178,9 +180,10 @@ def create_app(station: Any, token: str) -> FastAPI:
 
     @app.post("/trigger", dependencies=auth)
     def trigger(part_id: str | None = None, source: str | None = None) -> dict[str, int]:
-        fired = station.trigger(part_id, source)
-        if not fired:
-            raise HTTPException(409, "no source of this station takes software triggers")
+        try:
+            fired = station.trigger(part_id, source)
+        except TriggerRefused as exc:
+            raise HTTPException(422 if exc.kind == "part_id" else 409, str(exc)) from None
         return {"triggered_sources": fired}
 
     @app.get("/metrics", dependencies=auth, response_class=Response)

@@ -136,6 +136,12 @@ class PartAssembler:
             raise ValueError(f"part {uid!r} was already opened")
         self._open[uid] = _OpenPart(part_id or uid, self.clock() + self.deadline_s)
 
+    def name(self, uid: str, part_id: str) -> None:
+        """Give an open part the ID its first image carries (a file name), if none was given."""
+        part = self._open.get(uid)
+        if part is not None and part.part_id == uid:
+            part.part_id = part_id
+
     def add(self, uid: str, outcome: CheckOutcome) -> AssembledPart | None:
         """Record one check's outcome; returns the part once all its checks are in."""
         part = self._open.get(uid)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from lineguard.errors import TriggerRefused
+
 
 class ErrorCode(IntEnum):
     NONE = 0
@@ -28,6 +30,7 @@ class ErrorCode(IntEnum):
     RECORD_FAILED = 2  # the station could not make a decision durable and stopped deciding
     SOURCE_FAILED = 3  # a camera or image source stopped
     STOPPED = 4
+    TRIGGER_REFUSED = 5  # a trigger that could not give a part (part ID over the limit, no such source)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,12 @@ class Handshake:
                 self._trigger_ack = False
             self._trigger = value
         if fire and self.on_trigger is not None:
-            self.on_trigger(part_id or None)
+            try:
+                self.on_trigger(part_id or None)
+            except TriggerRefused:  # the station recorded why; the PLC sees the error code
+                with self._lock:
+                    self._counters["refused"] = self._counters.get("refused", 0) + 1
+                    self._error_code = ErrorCode.TRIGGER_REFUSED
 
     def set_result_ack(self, value: bool) -> None:
         with self._lock:
@@ -122,7 +130,7 @@ class Handshake:
 
     def reset_error(self) -> None:
         with self._lock:
-            if self._error_code == ErrorCode.RESULT_BUFFER_OVERFLOW:
+            if self._error_code in (ErrorCode.RESULT_BUFFER_OVERFLOW, ErrorCode.TRIGGER_REFUSED):
                 self._error_code = ErrorCode.NONE
 
     def state(self) -> HandshakeState:

@@ -1,8 +1,10 @@
 """Where part images come from: folders (once or watched), a replayed line, video/RTSP/USB, GenICam.
 
-Every source yields :class:`Frame` objects from its own thread. The k-th frame of
-every source belongs to the k-th part (cameras fire once per part), which is how
-several cameras' images meet in one part. A source that cannot read an image
+Every source yields :class:`Frame` objects from its own thread. A triggered frame
+carries its trigger's number: the station opens the part when the trigger fires, and the
+frames of every camera it fired meet in that part (one lost frame fails one part, never
+shifts the pairing of later ones). Free-running sources pair by count: the k-th frame of
+every source belongs to the k-th part. A source that cannot read an image
 still yields a frame, carrying the error, so the part is decided fail-safe instead
 of silently missing from the count.
 """
@@ -43,6 +45,7 @@ class Frame:
     image: np.ndarray | None = None  # decoded pixels (cameras, video)
     data: bytes | None = None  # encoded bytes (files), decoded by the inspection worker
     error: str = ""  # the source could not read it: the part's checks on it fail
+    trigger: int | None = None  # the station's trigger number this frame answers (triggered sources)
     acquired: float = field(default_factory=time.monotonic)
 
 
@@ -52,11 +55,14 @@ class TriggerGate:
     def __init__(self) -> None:
         self._tokens: queue.Queue[str | None] = queue.Queue()
 
-    def fire(self, part_id: str | None = None) -> None:
-        self._tokens.put(part_id)
+    def fire(self, part_id: str | None = None, number: int | None = None) -> None:
+        """One acquisition; ``number`` is the station's trigger count, which its frame carries."""
+        self._tokens.put((part_id, number))
 
-    def wait(self, stop: threading.Event, poll_s: float = 0.05) -> tuple[bool, str | None]:
-        """(True, part_id) once triggered; (False, None) when the station stops first."""
+    def wait(
+        self, stop: threading.Event, poll_s: float = 0.05
+    ) -> tuple[bool, tuple[str | None, int | None] | None]:
+        """(True, (part_id, number)) once triggered; (False, None) when the station stops first."""
         while not stop.is_set():
             try:
                 return True, self._tokens.get(timeout=poll_s)
@@ -81,6 +87,7 @@ class Source:
         self.trigger_mode = trigger
         self.gate = TriggerGate() if trigger != "free_run" else None
         self._seq = 0
+        self.trigger_number: int | None = None  # of the trigger being served (source thread only)
 
     def _next_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
@@ -89,7 +96,12 @@ class Source:
     def _await_trigger(self, stop: threading.Event) -> tuple[bool, str | None]:
         if self.gate is None:
             return not stop.is_set(), None
-        return self.gate.wait(stop)
+        ok, token = self.gate.wait(stop)
+        part_id, self.trigger_number = token if token is not None else (None, None)
+        return ok, part_id
+
+    def _frame(self, seq: int, part_id: str | None, name: str, **content) -> Frame:
+        return Frame(self.name, seq, part_id, name, trigger=self.trigger_number, **content)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         raise NotImplementedError
@@ -111,9 +123,9 @@ def _matching_images(folder: Path, pattern: str) -> list[Path]:
 def _file_frame(source: Source, path: Path, part_id: str | None) -> Frame:
     seq = source._next_seq()
     try:
-        return Frame(source.name, seq, part_id or path.stem, str(path), data=read_file_bytes(path))
+        return source._frame(seq, part_id or path.stem, str(path), data=read_file_bytes(path))
     except DataError as exc:
-        return Frame(source.name, seq, part_id or path.stem, str(path), error=exc.problem)
+        return source._frame(seq, part_id or path.stem, str(path), error=exc.problem)
 
 
 class FolderSource(Source):
@@ -254,9 +266,7 @@ class VideoSource(Source):
                     taken += 1
                     seq = self._next_seq()
                     image = bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    yield Frame(
-                        self.name, seq, triggered_id, f"{self.config.url} frame {read - 1}", image=image
-                    )
+                    yield self._frame(seq, triggered_id, f"{self.config.url} frame {read - 1}", image=image)
             finally:
                 capture.release()
             if self.is_file:
@@ -392,18 +402,14 @@ class GenICamSource(Source):
                 if self.gate is None:
                     continue  # free-running: no image means no part passed, not a failed part
                 taken += 1
-                yield Frame(
-                    self.name,
-                    self._next_seq(),
-                    part_id,
-                    f"camera {self.device}",
-                    error=str(exc) or type(exc).__name__,
+                yield self._frame(
+                    self._next_seq(), part_id, f"camera {self.device}", error=str(exc) or type(exc).__name__
                 )
                 continue
             for image in images:
                 taken += 1
                 seq = self._next_seq()
-                yield Frame(self.name, seq, part_id, f"camera {self.device} frame {seq}", image=image)
+                yield self._frame(seq, part_id, f"camera {self.device} frame {seq}", image=image)
 
     def _drop_queued(self) -> None:
         """Free-running camera, triggered station: older buffers show the part before this one."""

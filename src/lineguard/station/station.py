@@ -18,13 +18,14 @@ and says so rather than report what it cannot prove.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,13 @@ import numpy as np
 
 from lineguard.data.image_io import decode_image
 from lineguard.decision import AssembledPart, CheckOutcome, Decision, PartAssembler, VerdictPolicy
-from lineguard.errors import DataError
+from lineguard.errors import DataError, TriggerRefused
 from lineguard.sinks.handshake import ErrorCode, PublishedResult
 from lineguard.station.checks import CheckRun, CheckRunner
 from lineguard.station.config import RecipeConfig, StationConfig
 from lineguard.station.sources import Frame, Source, open_source
 from lineguard.store import CheckRecord, ImageArchive, PartRecord, RecordStore, keep_image, sqlite_url
+from lineguard.store.records import MAX_PART_ID_CHARS, admit_part_id, storable_text
 
 log = logging.getLogger("lineguard.station")
 
@@ -102,6 +104,9 @@ class Station:
         self._closed: queue.Queue[AssembledPart] = queue.Queue()
         self._seq_uid: dict[tuple[str, int], str] = {}  # (recipe, frame seq) -> open part uid
         self._closed_seq: OrderedDict[int, None] = OrderedDict()
+        self._trigger_uid: dict[int, str] = {}  # trigger number -> the part it opened
+        self._trigger_frames: set[tuple[int, str]] = set()  # (trigger, source) already taken
+        self._triggers = 0
         self._part_started: dict[str, float] = {}
         self._part_recipe: dict[str, _Recipe] = {}
         self._artifacts: dict[str, dict[str, CheckRun]] = {}
@@ -127,7 +132,10 @@ class Station:
             "overload": 0,
             "stale_skipped": 0,
             "late_frames": 0,
+            "triggers_refused": 0,
+            "part_ids_refused": 0,
             "journalled": 0,
+            "quarantined": 0,
             "reported": 0,
             "cascade_run": 0,
             "cascade_skipped": 0,
@@ -243,13 +251,43 @@ class Station:
         self.store.close()
 
     def trigger(self, part_id: str | None = None, source: str | None = None) -> int:
-        """A software/external trigger: one acquisition on every triggered source (or the named one)."""
-        fired = 0
-        for name, src in self.sources.items():
-            if src.gate is not None and (source is None or source == name):
-                src.gate.fire(part_id)
-                fired += 1
-        return fired
+        """A software/external trigger: one part, opened now for the active recipe, made of one
+        acquisition of every triggered source that recipe reads. Returns how many sources fired;
+        raises TriggerRefused (and records the event) when the trigger cannot give exactly one part:
+        a part ID over the limit, or no triggered source of the active recipe (``source``, if named,
+        must be its only one)."""
+        try:
+            part_id = admit_part_id(part_id)
+        except ValueError as exc:
+            self._refuse_trigger(f"part ID refused: {exc}", "part_id")
+        # A trigger during a changeover is served by the new recipe.
+        self._accepting.wait(self.config.deadline_ms / 1e3 + 5.0)
+        with self._lock:
+            recipe = self.recipe
+            fired = [n for n in recipe.by_source if n in self.sources and self.sources[n].gate is not None]
+            if not fired:
+                self._refuse_trigger(f"recipe {recipe.name!r} reads no source that takes triggers", "source")
+            if source is not None and fired != [source]:
+                self._refuse_trigger(
+                    f"recipe {recipe.name!r} takes each part from the triggered source(s) {fired}: "
+                    f"a trigger fires them all (name no source, or the recipe's only one)",
+                    "source",
+                )
+            number, self._triggers = self._triggers, self._triggers + 1
+            uid = f"{self.run_id}-t{number:07d}"
+            recipe.assembler.open(uid, part_id)
+            self._trigger_uid[number] = uid
+            self._part_started[uid] = time.monotonic()
+            self._part_recipe[uid] = recipe
+        for name in fired:
+            self.sources[name].gate.fire(part_id, number)
+        return len(fired)
+
+    def _refuse_trigger(self, why: str, kind: str) -> None:
+        with self._lock:
+            self.counters["triggers_refused"] += 1
+        self.store.add_event(self.name, "trigger_refused", why)
+        raise TriggerRefused(why, kind)
 
     # -- acquisition -------------------------------------------------------------------
 
@@ -268,22 +306,34 @@ class Station:
             self._sources_done.add(source.name)
 
     def _accept(self, frame: Frame, backpressure: bool = False) -> None:
+        frame = self._admit_name(frame)
         with self._lock:
-            recipe = self.recipe
-            runners = recipe.by_source.get(frame.source, [])
-            if not runners:
-                return
-            key = (recipe.name, frame.seq)
-            uid = self._seq_uid.get(key)
-            if uid is None:
-                if frame.seq in self._closed_seq:
-                    self.counters["late_frames"] += 1  # its part was already decided without it
+            if frame.trigger is not None:
+                uid = self._trigger_uid.get(frame.trigger)
+                if uid is None or (frame.trigger, frame.source) in self._trigger_frames:
+                    self.counters["late_frames"] += 1  # its part was decided without it, or a second image
                     return
-                uid = f"{self.run_id}-{frame.seq:07d}"
-                recipe.assembler.open(uid, frame.part_id or f"{self.run_id}-{frame.seq}")
-                self._seq_uid[key] = uid
-                self._part_started[uid] = frame.acquired
-                self._part_recipe[uid] = recipe
+                self._trigger_frames.add((frame.trigger, frame.source))
+                recipe = self._part_recipe[uid]
+                runners = recipe.by_source.get(frame.source, [])
+                if frame.part_id:
+                    recipe.assembler.name(uid, frame.part_id)
+            else:
+                recipe = self.recipe
+                runners = recipe.by_source.get(frame.source, [])
+                if not runners:
+                    return
+                key = (recipe.name, frame.seq)
+                uid = self._seq_uid.get(key)
+                if uid is None:
+                    if frame.seq in self._closed_seq:
+                        self.counters["late_frames"] += 1  # its part was already decided without it
+                        return
+                    uid = f"{self.run_id}-{frame.seq:07d}"
+                    recipe.assembler.open(uid, frame.part_id or f"{self.run_id}-{frame.seq}")
+                    self._seq_uid[key] = uid
+                    self._part_started[uid] = frame.acquired
+                    self._part_recipe[uid] = recipe
         for runner in runners:
             if runner.config.after and not frame.error:
                 with self._lock:
@@ -294,6 +344,19 @@ class Station:
                 if not run_it:
                     continue  # the pre-screen passed the part: this check was skipped
             self._enqueue(uid, runner, frame, backpressure)
+
+    def _admit_name(self, frame: Frame) -> Frame:
+        """A part ID from a file name follows the one rule; one that breaks it (too long) fails
+        its part, recorded under a shortened ID, instead of failing the record."""
+        try:
+            return replace(frame, part_id=admit_part_id(frame.part_id))
+        except ValueError as exc:
+            with self._lock:
+                self.counters["part_ids_refused"] += 1
+            escaped = storable_text(frame.part_id or "")
+            digest = hashlib.sha256(escaped.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+            short = f"{escaped[: MAX_PART_ID_CHARS - 14]}~{digest}"
+            return replace(frame, part_id=short, error=f"part ID refused: {exc}", data=None, image=None)
 
     def _enqueue(self, uid: str, runner: CheckRunner, frame: Frame, backpressure: bool) -> None:
         if frame.error:
@@ -404,6 +467,9 @@ class Station:
                 del self._deferred[key]
             for key in [k for k in self._cascade if k[0] == part.uid]:
                 del self._cascade[key]
+            for number in [n for n, v in self._trigger_uid.items() if v == part.uid]:
+                del self._trigger_uid[number]
+                self._trigger_frames -= {(number, name) for name in self.sources}
             for key in [k for k, v in self._seq_uid.items() if v == part.uid]:
                 del self._seq_uid[key]
                 self._closed_seq[key[1]] = None
@@ -420,6 +486,7 @@ class Station:
             self.counters["parts"] += 1
             self.counters[record.verdict] += 1
             self.counters["journalled"] += where == "journal"
+            self.counters["quarantined"] += where == "quarantine"
             self._latencies.append(latency_ms)
             self._decided_times.append(time.monotonic())
             result = PublishedResult(
@@ -533,6 +600,7 @@ class Station:
                 "queue_depth": self._queue.qsize(),
                 "parts_in_flight": assembler.pending,
                 "journal_pending": len(self.store.journal),
+                "quarantined": self.counters["quarantined"],
                 "store_error": self.store.last_error,
                 "last_result": None if self.last_result is None else self.last_result.__dict__,
             }

@@ -30,11 +30,11 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import NullPool
 
-from lineguard.store.journal import Journal
+from lineguard.store.journal import Journal, Quarantine
 from lineguard.store.records import CheckRecord, PartRecord
 
 
@@ -112,6 +112,8 @@ class RecordStore:
         self.retry_after_s = retry_after_s
         self._next_try = 0.0
         self.journal = Journal(journal)
+        journal = Path(journal)
+        self.quarantine = Quarantine(journal.with_name(journal.stem + ".quarantine.jsonl"))
         options: dict[str, Any] = {"pool_pre_ping": True}
         if url.startswith("sqlite"):
             # A fresh connection per transaction: cheap for a file, and a file that went away
@@ -134,7 +136,8 @@ class RecordStore:
     # -- writing -------------------------------------------------------------------------
 
     def record(self, part: PartRecord) -> str:
-        """Make the part durable; returns "database" or "journal" (where it went)."""
+        """Make the part durable; returns "database", "journal" (the database is down) or
+        "quarantine" (the database refused this part's content: it must not block the next ones)."""
         if len(self.journal):
             # Keep order: older journalled parts go in first, else the journal takes this one too.
             if time.monotonic() >= self._next_try:
@@ -145,10 +148,20 @@ class RecordStore:
         try:
             self._insert([part], via_journal=False)
             return "database"
-        except (SQLAlchemyError, OSError) as exc:
+        except Exception as exc:
+            if _refused_for_content(exc):
+                self._quarantine(part, exc)
+                return "quarantine"
+            if not isinstance(exc, (SQLAlchemyError, OSError)):
+                raise
             self._failed(exc)
             self.journal.append(part)
             return "journal"
+
+    def _quarantine(self, part: PartRecord, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+        self.quarantine.append(part, reason)
+        self.add_event(part.station, "quarantined", f"part {part.uid}: {reason}")
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -161,11 +174,33 @@ class RecordStore:
             return 0
         try:
             self._insert(pending, via_journal=True)
-        except (SQLAlchemyError, OSError) as exc:
-            self._failed(exc)
-            return 0
+        except Exception as exc:
+            if not _refused_for_content(exc):
+                if not isinstance(exc, (SQLAlchemyError, OSError)):
+                    raise
+                self._failed(exc)
+                return 0
+            return self._replay_one_by_one(pending)
         self.journal.consume(len(pending))
         return len(pending)
+
+    def _replay_one_by_one(self, pending: list[PartRecord]) -> int:
+        """Some journalled part is refused for its content: find it, quarantine it, keep the rest."""
+        inserted = done = 0
+        try:
+            for part in pending:
+                try:
+                    self._insert([part], via_journal=True)
+                    inserted += 1
+                except Exception as exc:
+                    if not _refused_for_content(exc):
+                        raise
+                    self._quarantine(part, exc)
+                done += 1
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)  # down again: what is left stays in the journal, in order
+        self.journal.consume(done)
+        return inserted
 
     def _insert(self, parts: Sequence[PartRecord], via_journal: bool) -> None:
         self._ensure_schema()
@@ -248,6 +283,15 @@ class RecordStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _refused_for_content(exc: Exception) -> bool:
+    """The database took the statement and said no to the values (too long, invalid text, a
+    constraint), as opposed to being unreachable: retrying the same record can never succeed."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    # Raised while binding values, before the database is even asked.
+    return isinstance(exc, ValueError | TypeError | UnicodeError) and not isinstance(exc, OSError)
 
 
 # Part and check fields stored as they are; the times get their own handling below.

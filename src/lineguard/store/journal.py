@@ -37,11 +37,7 @@ class Journal:
         return len(data) - keep
 
     def append(self, record: PartRecord) -> None:
-        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_line(self.path, record.to_dict())
         self._count += 1
 
     def __len__(self) -> int:
@@ -68,3 +64,37 @@ class Journal:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
         self._count = max(0, self._count - count)
+
+
+def _append_line(path: Path, doc: dict) -> None:
+    line = json.dumps(doc, separators=(",", ":")) + "\n"
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class Quarantine:
+    """Parts the database refused for their content (not for being down), each with the reason:
+    kept, fsynced, out of the way of the parts behind them. An engineer reads and re-enters them."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: PartRecord, reason: str) -> None:
+        _append_line(self.path, {"reason": reason, "part": record.to_dict()})
+
+    def _docs(self) -> Iterator[dict]:
+        if self.path.exists():
+            with self.path.open(encoding="utf-8") as fh:
+                yield from (json.loads(line) for line in fh if line.endswith("\n"))
+
+    def records(self) -> Iterator[PartRecord]:
+        return (PartRecord.from_dict(doc["part"]) for doc in self._docs())
+
+    def reasons(self) -> list[str]:
+        return [doc["reason"] for doc in self._docs()]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._docs())

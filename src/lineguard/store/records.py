@@ -3,9 +3,52 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+# A part ID fits every PLC string type (an S7 STRING holds 254) and the record's column on every
+# database; the same limit at REST, OPC UA, Modbus and file names.
+MAX_PART_ID_CHARS = 128
+# Undecodable bytes of a file name (Python's surrogate escapes), NUL and control characters: no
+# database column or PLC string takes them as they are.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what no database or JSON line may hold shown as visible ``\\xNN`` escapes
+    (idempotent: escaped text is left as it is)."""
+    return _UNSTORABLE.sub(_escape, text)
+
+
+def admit_part_id(raw: str | bytes | None) -> str | None:
+    """The one rule for a part ID, wherever it comes from: escaped to storable text, blank means
+    none (the station numbers the part); raises ValueError if longer than MAX_PART_ID_CHARS."""
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    text = storable_text(text).strip()
+    if not text:
+        return None
+    if len(text) > MAX_PART_ID_CHARS:
+        raise ValueError(f"part ID is {len(text)} characters, over the limit of {MAX_PART_ID_CHARS}")
+    return text
+
+
+def _store_text_fields(record: object) -> None:
+    """Records hold only storable text, whoever built them (a file name, an exception message)."""
+    for f in fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            object.__setattr__(record, f.name, storable_text(value))
 
 
 @dataclass(frozen=True)
@@ -24,6 +67,7 @@ class CheckRecord:
     heatmap_sha256: str | None = None
 
     def __post_init__(self) -> None:
+        _store_text_fields(self)
         if self.decision == "OK" and (self.score is None or not math.isfinite(self.score)):
             raise ValueError(f"check {self.check!r}: OK without a valid score")
 
@@ -43,6 +87,9 @@ class PartRecord:
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
+        _store_text_fields(self)
+        if len(self.part_id) > MAX_PART_ID_CHARS:
+            raise ValueError(f"part {self.uid!r}: part ID over {MAX_PART_ID_CHARS} characters")
         if self.verdict not in ("OK", "REVIEW", "NG"):
             raise ValueError(f"part {self.uid!r}: verdict must be OK, REVIEW or NG, got {self.verdict!r}")
         if self.verdict == "OK" and (not self.checks or any(c.decision != "OK" for c in self.checks)):

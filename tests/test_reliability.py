@@ -1,0 +1,202 @@
+"""The standing fault suite of issue 20: each test is a way parts were lost or wrongly passed
+(and failed before the fix). Hostile images are in test_image_io*.py."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_line
+from station_helpers import run_to_end, station_config, wait_for
+
+from lineguard.errors import TriggerRefused
+from lineguard.sinks.handshake import ErrorCode, Handshake
+from lineguard.station import Station, build_sinks
+from lineguard.store import CheckRecord, PartRecord, RecordStore, sqlite_url
+from lineguard.store.records import MAX_PART_ID_CHARS
+
+
+def recorded(tmp_path: Path) -> tuple[list[PartRecord], list[dict]]:
+    store = RecordStore(sqlite_url(tmp_path / "state" / "record.db"), tmp_path / "reader.jsonl")
+    try:
+        return store.parts("test-line", limit=1000), store.events("test-line")
+    finally:
+        store.close()
+
+
+def _triggered(tmp_path: Path, bundle: Path, names: tuple[str, ...], recipes: dict, **overrides):
+    for i, name in enumerate(names):
+        write_line(tmp_path / name, 3, defect_every=0, seed=10 + i)
+    return station_config(
+        tmp_path,
+        bundle,
+        tmp_path / names[0],
+        sources={
+            name: {"kind": "replay", "path": str(tmp_path / name), "ppm": 0, "trigger": "software"}
+            for name in names
+        },
+        recipes=recipes,
+        recipe=next(iter(recipes)),
+        **overrides,
+    )
+
+
+def test_changeover_to_a_recipe_on_another_triggered_camera_keeps_every_trigger(station_bundle, tmp_path):
+    # Found: parts were paired by per-camera frame count, so after 3 parts on "top" the first 3
+    # frames of "side" counted as late and all 3 triggers under recipe B gave nothing.
+    config = _triggered(
+        tmp_path,
+        station_bundle,
+        ("top", "side"),
+        {
+            "A": {"checks": [{"name": "top", "bundle": str(station_bundle), "source": "top"}]},
+            "B": {"checks": [{"name": "side", "bundle": str(station_bundle), "source": "side"}]},
+        },
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        for i in range(3):
+            station.trigger(f"A-{i}")
+        wait_for(lambda: station.counters["parts"] == 3, what="parts under recipe A")
+        station.changeover("B")
+        for i in range(3):
+            assert station.trigger(f"B-{i}") == 1
+        wait_for(lambda: station.counters["parts"] == 6, what="parts under recipe B")
+    finally:
+        station.stop()
+    parts, _ = recorded(tmp_path)
+    assert sorted(p.part_id for p in parts if p.recipe == "B") == ["B-0", "B-1", "B-2"]
+    assert station.counters["late_frames"] == 0
+
+
+def test_a_trigger_the_active_recipe_cannot_serve_is_refused_and_recorded(station_bundle, tmp_path):
+    config = _triggered(
+        tmp_path,
+        station_bundle,
+        ("top", "side"),
+        {
+            "A": {"checks": [{"name": "top", "bundle": str(station_bundle), "source": "top"}]},
+            "B": {"checks": [{"name": "side", "bundle": str(station_bundle), "source": "side"}]},
+        },
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        with pytest.raises(TriggerRefused, match=r"triggered source\(s\) \['top'\]"):
+            station.trigger("PN-1", source="side")  # recipe A does not read "side"
+        with pytest.raises(TriggerRefused, match="over the limit of 128") as info:
+            station.trigger("x" * (MAX_PART_ID_CHARS + 1))
+        assert info.value.kind == "part_id"
+        time.sleep(0.3)
+    finally:
+        station.stop()
+    parts, events = recorded(tmp_path)
+    assert parts == [] and station.counters["triggers_refused"] == 2
+    assert sum(e["kind"] == "trigger_refused" for e in events) == 2
+
+
+def test_one_lost_frame_fails_one_part_and_does_not_shift_the_pairing(station_bundle, tmp_path):
+    # Found: one dropped frame on a camera paired the wrong images for every later part.
+    checks = [
+        {"name": "top", "bundle": str(station_bundle), "source": "top"},
+        {"name": "side", "bundle": str(station_bundle), "source": "side"},
+    ]
+    config = _triggered(
+        tmp_path, station_bundle, ("top", "side"), {"parts": {"checks": checks}}, deadline_ms=1500
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    gate = station.sources["side"].gate
+    fire = gate.fire
+    gate.fire = lambda *args, **kwargs: None if args[:1] == ("P1",) else fire(*args, **kwargs)
+    try:
+        for i in range(3):
+            station.trigger(f"P{i}")
+            time.sleep(0.2)
+        wait_for(lambda: station.counters["parts"] == 3, what="three parts")
+    finally:
+        station.stop()
+    by_id = {p.part_id: p for p in recorded(tmp_path)[0]}
+    assert by_id["P1"].verdict == "NG" and "side: no result before the deadline" in by_id["P1"].reason
+    for pid in ("P0", "P2"):  # the parts around the lost frame keep both of their own images
+        assert [c.score is not None for c in by_id[pid].checks] == [True, True], by_id[pid].reason
+
+
+def test_handshake_shows_a_refused_trigger_as_an_error_code():
+    def refuse(part_id):
+        raise TriggerRefused("part ID refused", "part_id")
+
+    handshake = Handshake(4, on_trigger=refuse)
+    handshake.set_trigger(True, "x" * 300)  # must not raise into the PLC server's loop
+    assert handshake.state().error_code == ErrorCode.TRIGGER_REFUSED
+    handshake.reset_error()
+    assert handshake.state().error_code == ErrorCode.NONE
+
+
+def test_hostile_file_names_never_halt_the_station(station_bundle, tmp_path):
+    # Found: one file name that is not UTF-8 stopped the station on every restart.
+    line = tmp_path / "line"
+    write_line(line, 2, defect_every=0)
+    data = (line / "p000.png").read_bytes()
+    odd = os.path.join(os.fsencode(line), b"odd-\xff\xfe.png")
+    with open(odd, "wb") as fh:
+        fh.write(data)
+    (line / ("L" * 200 + ".png")).write_bytes(data)
+    config = station_config(tmp_path, station_bundle, line)
+    for _ in range(2):  # and again after a restart over the same folder
+        station = run_to_end(Station(config, build_sinks(config)))
+        assert station.state != "error", station.error
+    parts, _ = recorded(tmp_path)
+    by_id = {p.part_id: p for p in parts}
+    assert "odd-\\xff\\xfe" in by_id  # escaped, visible, decided like any other part
+    assert by_id["odd-\\xff\\xfe"].checks[0].score is not None
+    (long_id,) = [pid for pid in by_id if pid.startswith("LLL")]
+    assert len(long_id) <= MAX_PART_ID_CHARS
+    assert by_id[long_id].verdict == "NG" and "part ID refused" in by_id[long_id].reason
+
+
+def test_records_hold_only_storable_text_and_part_ids_within_the_limit():
+    check = CheckRecord("top", "NG", None, reason="cannot read odd-\udcff.png\x00")
+    assert check.reason == "cannot read odd-\\xff.png\\x00"
+    with pytest.raises(ValueError, match="part ID over 128"):
+        PartRecord("st", "u1", "x" * 129, "NG", (check,))
+
+
+def _part(uid: str) -> PartRecord:
+    return PartRecord("st", uid, uid, "NG", (CheckRecord("top", "NG", 9.0),))
+
+
+def test_a_record_the_database_refuses_is_quarantined_and_does_not_block_later_parts(tmp_path, monkeypatch):
+    # Found (PostgreSQL, a part ID over its column): the refused insert went to the journal and
+    # every later part queued behind it forever.
+    from sqlalchemy.exc import DataError as SQLDataError
+
+    import lineguard.store.database as database
+
+    store = RecordStore(sqlite_url(tmp_path / "r.db"), tmp_path / "journal.jsonl", retry_after_s=0)
+    to_row = database._to_row
+
+    def refusing(part, via_journal):
+        if part.uid == "bad":
+            raise SQLDataError("INSERT INTO parts", {}, Exception("value too long for type varchar"))
+        return to_row(part, via_journal)
+
+    monkeypatch.setattr(database, "_to_row", refusing)
+    try:
+        assert store.record(_part("P1")) == "database"
+        assert store.record(_part("bad")) == "quarantine"
+        assert store.record(_part("P2")) == "database"
+        # The same record met during a journal replay: the rest of the journal still goes in.
+        for uid in ("J1", "bad", "J2"):
+            store.journal.append(_part(uid))
+        assert store.replay_journal() == 2 and len(store.journal) == 0
+        assert {p.uid for p in store.parts("st")} == {"P1", "P2", "J1", "J2"}
+        held = list(store.quarantine.records())
+        assert [p.uid for p in held] == ["bad", "bad"]
+        assert "value too long" in store.quarantine.reasons()[0]
+        assert any(e["kind"] == "quarantined" for e in store.events("st"))
+    finally:
+        store.close()
