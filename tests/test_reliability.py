@@ -200,3 +200,164 @@ def test_a_record_the_database_refuses_is_quarantined_and_does_not_block_later_p
         assert any(e["kind"] == "quarantined" for e in store.events("st"))
     finally:
         store.close()
+
+
+def _station_doc(**overrides) -> dict:
+    doc = {
+        "station": "s1",
+        "sources": {"cam1": {"kind": "replay", "path": "x"}},
+        "recipes": {"r": {"checks": [{"name": "a", "bundle": "b", "source": "cam1"}]}},
+        "recipe": "r",
+    }
+    return {**doc, **overrides}
+
+
+@pytest.mark.parametrize("deadline", [".inf", ".nan", "1e12"])
+def test_start_up_refuses_deadlines_that_cannot_run(tmp_path, deadline):
+    import yaml
+
+    from lineguard.station import ConfigError, load_config
+
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(_station_doc()) + f"deadline_ms: {deadline}\n")
+    with pytest.raises(ConfigError, match="deadline_ms"):
+        load_config(path)
+
+
+def test_start_up_refuses_duplicate_keys_naming_key_and_lines(tmp_path):
+    from lineguard.station import ConfigError, load_config
+
+    path = tmp_path / "station.yaml"
+    path.write_text("station: s1\nrecipe: r\nstation: s2\n")
+    with pytest.raises(ConfigError, match=r"key 'station' given twice \(lines 1 and 3\)"):
+        load_config(path)
+
+
+def test_start_up_refuses_an_alias_bomb_quickly(tmp_path):
+    from lineguard.station import ConfigError, load_config
+
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        lines.append(f"{level}: &{level} [" + ",".join([f"*{previous}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_config(path)
+    assert time.monotonic() - start < 5  # bounded work (it took 40 s and 1.4 GB)
+
+
+def test_yaml_anchors_and_merge_keys_still_work(tmp_path):
+    from lineguard.station import load_config
+
+    path = tmp_path / "station.yaml"
+    path.write_text(
+        "station: s1\nsources:\n  cam1: &cam {kind: replay, path: x}\n  cam2: {<<: *cam, path: y}\n"
+        "recipes: {r: {checks: [{name: a, bundle: b, source: cam1}]}}\nrecipe: r\n"
+    )
+    config = load_config(path)
+    assert config.sources["cam2"].path == tmp_path / "y"
+
+
+def test_a_free_running_camera_beside_a_triggered_one_joins_the_waiting_part(station_bundle, tmp_path):
+    # examples/station-full.yaml: an area camera on PLC triggers, a line-scan camera on the encoder.
+    write_line(tmp_path / "top", 3, defect_every=0, seed=20)
+    write_line(tmp_path / "side", 3, defect_every=0, seed=21)
+    checks = [
+        {"name": "top", "bundle": str(station_bundle), "source": "top"},
+        {"name": "side", "bundle": str(station_bundle), "source": "side"},
+    ]
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "top",
+        sources={
+            "top": {"kind": "replay", "path": str(tmp_path / "top"), "ppm": 0, "trigger": "software"},
+            "side": {"kind": "replay", "path": str(tmp_path / "side"), "ppm": 120, "loop": True},
+        },
+        recipes={"parts": {"checks": checks}},
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        for i in range(3):
+            station.trigger(f"P{i}")
+            wait_for(lambda i=i: station.counters["parts"] == i + 1, what=f"part {i}")
+    finally:
+        station.stop()
+    parts = recorded(tmp_path)[0]
+    assert sorted(p.part_id for p in parts) == ["P0", "P1", "P2"]
+    assert all(c.score is not None for p in parts for c in p.checks)
+
+
+def test_a_damaged_journal_line_is_an_error_naming_the_journal_and_the_line(tmp_path):
+    from lineguard.store.journal import Journal, JournalError
+
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.append(_part("P1"))
+    with path.open("a") as fh:
+        fh.write('{"station": "st", "uid": \n')
+    journal.append(_part("P2"))
+    with pytest.raises(JournalError, match=r"journal\.jsonl: line 2 is damaged"):
+        Journal(path)
+
+
+@pytest.mark.parametrize("server", ["modbus", "api"])
+def test_start_up_refuses_a_port_another_program_holds(server, station_bundle, tmp_path):
+    # Found: the station ran without its Modbus server, its "listening" check talking to the holder.
+    import socket
+
+    from postgres_server import free_port
+
+    port = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    write_line(tmp_path / "line", 1, defect_every=0)
+    try:
+        if server == "modbus":
+            config = station_config(
+                tmp_path, station_bundle, tmp_path / "line", sinks={"modbus": {"port": port}}
+            )
+            station = Station(config, build_sinks(config))
+            with pytest.raises(OSError, match=rf"Modbus server: cannot listen on 127.0.0.1:{port}"):
+                station.start()
+            station.stop()
+        else:
+            from lineguard.api.app import ApiServer, create_app
+
+            config = station_config(tmp_path, station_bundle, tmp_path / "line")
+            station = Station(config, build_sinks(config))
+            with pytest.raises(OSError, match=rf"REST API: cannot listen on 127.0.0.1:{port}"):
+                ApiServer(create_app(station, "t" * 32), "127.0.0.1", port).start()
+    finally:
+        holder.close()
+
+
+def test_the_command_maps_failures_to_exit_codes_without_tracebacks(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    from lineguard import cli
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lineguard.cli", "predict", str(tmp_path / "no-model"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == cli.EXIT_REFUSED and "Traceback" not in done.stderr
+    assert "no-model" in done.stderr
+
+    def broken() -> None:
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.delenv("LINEGUARD_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == cli.EXIT_INTERNAL
+    assert "internal error: RuntimeError: something nobody planned for" in capsys.readouterr().err

@@ -79,9 +79,17 @@ def parse_size(text: str) -> tuple[int, int] | None:
     return h, w
 
 
+# Exit codes, one per kind of outcome (README, "Exit codes").
+EXIT_OK = 0
+EXIT_PARTS_FAILED = 1  # ran, but some part could not be inspected, or the station stopped on a fault
+EXIT_REFUSED = 2  # bad input or configuration, refused before any work (the message names it)
+EXIT_INTERRUPTED = 130  # Ctrl-C outside a station run (a station decides its parts in flight first)
+EXIT_INTERNAL = 70  # a bug: the message says so; LINEGUARD_DEBUG=1 shows the traceback
+
+
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg="red", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_REFUSED)
 
 
 def _threads(n: int | None) -> None:
@@ -931,5 +939,33 @@ def backbones() -> None:
     typer.echo(f"{'timm:<name>':22s} {'hub':8s} any timm model with stride-8 and stride-16 stages")
 
 
+def main() -> None:
+    """The `lineguard` command: known failures are clear one-line messages with their own exit
+    code; no traceback reaches a user unless LINEGUARD_DEBUG is set."""
+    import os
+
+    try:
+        app()
+    except LineGuardError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_REFUSED)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except MemoryError:
+        typer.secho("error: out of memory", fg="red", err=True)
+        sys.exit(EXIT_INTERNAL)
+    except Exception as exc:
+        if os.environ.get("LINEGUARD_DEBUG"):
+            raise
+        typer.secho(
+            f"internal error: {type(exc).__name__}: {exc} (a bug in LineGuard; LINEGUARD_DEBUG=1 shows "
+            "where)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
 if __name__ == "__main__":
-    app()
+    main()

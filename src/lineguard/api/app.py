@@ -248,6 +248,9 @@ class ApiServer:
     def start(self, timeout_s: float = 10.0) -> None:
         import time
 
+        from lineguard.sinks.basic import claim_port
+
+        claim_port(self.server.config.host, self.server.config.port, "REST API")
         self.thread.start()
         end = time.monotonic() + timeout_s
         while not self.server.started:

@@ -22,6 +22,19 @@ from lineguard.sinks.handshake import ErrorCode, PublishedResult
 log = logging.getLogger("lineguard.sinks")
 
 
+def claim_port(host: str, port: int, what: str) -> None:
+    """Refuse to start a server on a port someone else holds: a check that merely connects would
+    talk to that other program and call it ours."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"{what}: cannot listen on {host}:{port} ({exc.strerror}; port in use?)") from None
+
+
 class Sink:
     """The interface every sink implements; ``start`` gets the station (for triggers and status)."""
 

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from lineguard.sinks.basic import Sink
+from lineguard.sinks.basic import Sink, claim_port
 from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
 
 COIL_TRIGGER, COIL_RESULT_ACK, COIL_ERROR_RESET = 0, 1, 2
@@ -135,6 +135,7 @@ class ModbusSink(Sink):
             ),
             action=self._action,
         )
+        claim_port(self.host, self.port, "Modbus server")
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
 

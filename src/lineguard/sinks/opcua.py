@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lineguard.sinks.basic import Sink
+from lineguard.sinks.basic import Sink, claim_port
 from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
 
 
@@ -131,6 +131,10 @@ class OpcUaSink(Sink):
         self.handshake.on_trigger = lambda part_id: station.trigger(part_id)
         self._recipe = station.recipe.name
         self._station = station
+        from urllib.parse import urlsplit
+
+        where = urlsplit(self.endpoint)
+        claim_port(where.hostname or "0.0.0.0", where.port or 4840, f"OPC UA server {self.endpoint}")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
         self._thread.start()

@@ -20,7 +20,8 @@ class ConfigError(LineGuardError, ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/NaN anywhere: `deadline_ms: .inf` made a station that could neither decide nor stop.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Trigger = Literal["free_run", "software", "external"]
@@ -221,7 +222,9 @@ class StationConfig(_Strict):
     sources: dict[str, SourceConfig] = Field(min_length=1)
     recipes: dict[str, RecipeConfig] = Field(min_length=1)
     recipe: str = Field(description="the recipe active at start")
-    deadline_ms: float = Field(2000.0, gt=0, description="a part's verdict is due this long after its image")
+    deadline_ms: float = Field(
+        2000.0, gt=0, le=600_000, description="a part's verdict is due this long after its image (<= 10 min)"
+    )
     queue_size: int = Field(8, gt=0, description="images waiting for inspection; more are overload")
     workers: int = Field(1, gt=0, le=64)
     threads_per_worker: int = Field(1, gt=0, le=64)
@@ -278,14 +281,86 @@ def parse_config(doc: Any, source: str | Path = "<config>", base: Path | None = 
     return _resolve(config, base) if base is not None else config
 
 
+MAX_CONFIG_BYTES = 1_000_000
+# Values a document may expand to once its aliases are followed: a real station has a few hundred;
+# a 684-byte "billion laughs" document expands to millions (it cost 40 s and 1.4 GB).
+MAX_CONFIG_NODES = 100_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden on purpose
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} given twice (lines {first[key]} and {line})",
+                        key_node.start_mark,
+                    )
+                first[key] = line
+            except TypeError:
+                continue  # an unhashable key: SafeLoader reports it below
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], depth: int = 0) -> int:
+    """How many values ``node`` stands for once aliases are expanded (shared nodes counted per use)."""
+    if id(node) in sizes:
+        if sizes[id(node)] < 0:
+            raise ConfigError("an alias refers to a value that contains it (recursive YAML)")
+        return sizes[id(node)]
+    if depth > 64:
+        raise ConfigError("nested more than 64 levels deep")
+    sizes[id(node)] = -1
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, sizes, depth + 1) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            total += _expanded_size(key, sizes, depth + 1) + _expanded_size(value, sizes, depth + 1)
+    sizes[id(node)] = min(total, 10 * MAX_CONFIG_NODES)  # saturate: only "too many" matters
+    return sizes[id(node)]
+
+
+def load_yaml(text: str, source: str | Path) -> Any:
+    """Parse YAML safely and boundedly: no duplicate keys, no alias expansion past MAX_CONFIG_NODES."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = _expanded_size(node, {})
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if size > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{source}: expands to over {MAX_CONFIG_NODES} values once its aliases (*name) are "
+                f"followed; a station configuration is far smaller (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path) -> StationConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES} bytes, not a station configuration")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_config(doc, path, base=path.resolve().parent)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_config(load_yaml(text, path), path, base=path.resolve().parent)

@@ -307,6 +307,7 @@ class Station:
 
     def _accept(self, frame: Frame, backpressure: bool = False) -> None:
         frame = self._admit_name(frame)
+        key: tuple[str, int] | None = None  # free-running parts: paired by (recipe, frame count)
         with self._lock:
             if frame.trigger is not None:
                 uid = self._trigger_uid.get(frame.trigger)
@@ -323,7 +324,25 @@ class Station:
                 runners = recipe.by_source.get(frame.source, [])
                 if not runners:
                     return
-                key = (recipe.name, frame.seq)
+                if any(self.sources[n].gate is not None for n in recipe.by_source if n in self.sources):
+                    # A free-running camera in a triggered recipe (a line-scan camera on the encoder
+                    # beside a triggered area camera): its image joins the oldest part still waiting.
+                    waiting = [
+                        (number, uid)
+                        for number, uid in self._trigger_uid.items()
+                        if self._part_recipe.get(uid) is recipe
+                        and (number, frame.source) not in self._trigger_frames
+                    ]
+                    if not waiting:
+                        self.counters["late_frames"] += 1  # no part is waiting for an image from it
+                        return
+                    number, uid = waiting[0]
+                    self._trigger_frames.add((number, frame.source))
+                    if frame.part_id:
+                        recipe.assembler.name(uid, frame.part_id)
+                else:
+                    key = (recipe.name, frame.seq)
+            if key is not None:
                 uid = self._seq_uid.get(key)
                 if uid is None:
                     if frame.seq in self._closed_seq:

@@ -13,7 +13,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from lineguard.errors import DataError
 from lineguard.store.records import PartRecord
+
+
+class JournalError(DataError):
+    """The journal holds a line that is not a part record (disk damage, an edit by hand)."""
 
 
 class Journal:
@@ -47,11 +52,20 @@ class Journal:
         """Every whole record, oldest first."""
         if not self.path.exists():
             return
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
+        with self.path.open(encoding="utf-8", errors="surrogateescape") as fh:
+            for number, line in enumerate(fh, 1):
                 if not line.endswith("\n"):
                     break  # torn by a crash mid-write after this journal was opened
-                yield PartRecord.from_dict(json.loads(line))
+                try:
+                    record = PartRecord.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Not a torn tail: damage inside the file. Stop rather than guess; say where.
+                    raise JournalError(
+                        self.path,
+                        f"line {number} is damaged ({type(exc).__name__}: {exc}); the parts on it "
+                        f"are not in the database yet: repair or remove that line, keeping the file",
+                    ) from None
+                yield record
 
     def consume(self, count: int) -> None:
         """Drop the first ``count`` records (they are in the database now), atomically."""
