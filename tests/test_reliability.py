@@ -361,3 +361,80 @@ def test_the_command_maps_failures_to_exit_codes_without_tracebacks(tmp_path, mo
         cli.main()
     assert info.value.code == cli.EXIT_INTERNAL
     assert "internal error: RuntimeError: something nobody planned for" in capsys.readouterr().err
+
+
+def _watched(tmp_path: Path, bundle: Path, folder: Path, **source):
+    return station_config(
+        tmp_path,
+        bundle,
+        folder,
+        sources={"cam1": {"kind": "folder", "path": str(folder), "watch": True, "settle_s": 0.05, **source}},
+    )
+
+
+def _run_until(station: Station, parts: int, settle_s: float = 0.6) -> None:
+    wait_for(lambda: station.counters["parts"] >= parts, what=f"{parts} parts")
+    time.sleep(settle_s)  # and nothing more comes
+
+
+def test_a_watched_folder_remembers_what_it_decided_across_restarts(station_bundle, tmp_path):
+    # Found: a restart re-inspected and re-reported every existing file (the PLC saw old results
+    # as new), and a file rewritten under the same name was never inspected again.
+    line = tmp_path / "drop"
+    write_line(line, 3, defect_every=0)
+    config = _watched(tmp_path, station_bundle, line)
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        _run_until(station, 3)
+    finally:
+        station.stop()
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        time.sleep(1.0)
+        assert station.counters["parts"] == 0  # the three old files are not parts again
+        os.utime(line / "p001.png")  # touched, same content: still the same part
+        (line / "p000.png").write_bytes((line / "p002.png").read_bytes())  # a new image, same name
+        _run_until(station, 1)
+        assert station.counters["parts"] == 1
+    finally:
+        station.stop()
+    assert len(recorded(tmp_path)[0]) == 4
+
+
+def test_a_camera_that_always_writes_the_same_file_name_gives_a_part_per_image(station_bundle, tmp_path):
+    source = tmp_path / "line"
+    write_line(source, 3, defect_every=0)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = _watched(tmp_path, station_bundle, drop)
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        for i in range(3):
+            (drop / "image.png").write_bytes((source / f"p{i:03d}.png").read_bytes())
+            _run_until(station, i + 1, settle_s=0.0)
+    finally:
+        station.stop()
+    assert station.counters["parts"] == 3
+
+
+@pytest.mark.parametrize("after", ["delete", "move"])
+def test_a_watched_folder_can_move_or_delete_a_file_once_its_part_is_recorded(
+    after, station_bundle, tmp_path
+):
+    line = tmp_path / "drop"
+    write_line(line, 2, defect_every=0)
+    extra = {"move_to": str(tmp_path / "done")} if after == "move" else {}
+    config = _watched(tmp_path, station_bundle, line, after=after, **extra)
+    station = Station(config, build_sinks(config))
+    station.start()
+    try:
+        _run_until(station, 2)
+        wait_for(lambda: not list(line.iterdir()), what="files handled")
+    finally:
+        station.stop()
+    assert len(recorded(tmp_path)[0]) == 2
+    moved = sorted(p.name for p in (tmp_path / "done").iterdir()) if after == "move" else []
+    assert moved == (["p000.png", "p001.png"] if after == "move" else [])

@@ -39,6 +39,16 @@ class FolderSourceConfig(_Strict):
         0.2, ge=0, description="a new file is read once its size has not changed this long"
     )
     trigger: Trigger = "free_run"
+    after: Literal["keep", "move", "delete"] = Field(
+        "keep", description="what happens to a file once its part is recorded (move: into move_to)"
+    )
+    move_to: Path | None = None
+
+    @model_validator(mode="after")
+    def _after(self) -> FolderSourceConfig:
+        if (self.after == "move") != (self.move_to is not None):
+            raise ValueError("after: move needs move_to (a folder), and move_to is only for after: move")
+        return self
 
 
 class ReplaySourceConfig(_Strict):

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
+import json
 import os
 import queue
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +49,7 @@ class Frame:
     data: bytes | None = None  # encoded bytes (files), decoded by the inspection worker
     error: str = ""  # the source could not read it: the part's checks on it fail
     trigger: int | None = None  # the station's trigger number this frame answers (triggered sources)
+    on_recorded: Callable[[], None] | None = None  # called once the part holding it is recorded
     acquired: float = field(default_factory=time.monotonic)
 
 
@@ -129,35 +133,69 @@ def _file_frame(source: Source, path: Path, part_id: str | None) -> Frame:
 
 
 class FolderSource(Source):
-    """Existing images in name order; with ``watch``, then every new file once it has settled."""
+    """Existing images in name order; with ``watch``, then every new file once it has settled.
 
-    def __init__(self, name: str, config: FolderSourceConfig) -> None:
+    A watched folder behaves like a line: it remembers, in the state folder, which files it had
+    decided (name, size, time and content hash, written once the part is recorded), so a restart
+    does not report old parts again; a file rewritten under the same name (a camera that always
+    writes ``image.jpg``) is a new part. ``after`` moves or deletes a file once recorded.
+    """
+
+    def __init__(self, name: str, config: FolderSourceConfig, state_dir: Path | None = None) -> None:
         super().__init__(name, config.trigger)
         self.config = config
         self.finite = not config.watch
         self.backpressure = True
+        remember = config.watch and config.after == "keep" and state_dir is not None
+        self.decided = (
+            DecidedFiles(Path(state_dir) / "sources" / f"{name}.decided.jsonl") if remember else None
+        )
+        if config.move_to is not None:
+            config.move_to.mkdir(parents=True, exist_ok=True)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        seen: set[str] = set()
+        taken: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) when taken in this run
         sizes: dict[str, tuple[int, float]] = {}
         while not stop.is_set():
             ready = []
             for path in _matching_images(self.config.path, self.config.pattern):
-                if path.name in seen:
+                try:
+                    info = path.stat()
+                except OSError:
+                    continue
+                if taken.get(path.name) == (info.st_size, info.st_mtime_ns):
                     continue
                 if self.config.watch and not self._settled(path, sizes):
                     continue
-                ready.append(path)
-            for path in ready:
+                if self.decided is not None and self.decided.holds(path, info):
+                    taken[path.name] = (info.st_size, info.st_mtime_ns)
+                    continue
+                ready.append((path, info))
+            for path, info in ready:
                 ok, part_id = self._await_trigger(stop)
                 if not ok:
                     return
-                seen.add(path.name)
+                taken[path.name] = (info.st_size, info.st_mtime_ns)
                 sizes.pop(path.name, None)
-                yield _file_frame(self, path, part_id)
+                frame = _file_frame(self, path, part_id)
+                frame.on_recorded = self._when_recorded(path, info, frame.data)
+                yield frame
             if not self.config.watch:
                 return
             stop.wait(self.config.poll_s)
+
+    def _when_recorded(self, path: Path, info: os.stat_result, data: bytes | None) -> Callable[[], None]:
+        digest = hashlib.sha256(data).hexdigest() if data is not None else ""
+
+        def done() -> None:
+            if self.decided is not None:
+                self.decided.add(path.name, info.st_size, info.st_mtime_ns, digest)
+            if self.config.after == "delete":
+                path.unlink(missing_ok=True)
+            elif self.config.after == "move" and self.config.move_to is not None:
+                shutil.move(path, self.config.move_to / path.name)
+
+        return done
 
     def _settled(self, path: Path, sizes: dict[str, tuple[int, float]]) -> bool:
         """A file still being written (camera software, network copy) is read only once its size holds."""
@@ -175,6 +213,66 @@ class FolderSource(Source):
         # A writer that stalls longer than settle_s: a PNG/JPEG without its end marker gets more time
         # (then it is taken, and fails to decode, so the part is still decided fail-safe).
         return _looks_complete(path) or now - last[1] >= max(5.0, 10 * self.config.settle_s)
+
+
+class DecidedFiles:
+    """The files a watched folder has had decided, kept across restarts: one JSON line per file
+    (name, size, mtime_ns, sha256), compacted to the latest line per name when opened."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.entries: dict[str, tuple[int, int, str]] = {}
+        if path.exists():
+            with path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.endswith("\n"):
+                        break  # torn by a crash: that file was not yet marked, it is inspected again
+                    try:
+                        doc = json.loads(line)
+                        self.entries[doc["name"]] = (
+                            int(doc["size"]),
+                            int(doc["mtime_ns"]),
+                            str(doc["sha256"]),
+                        )
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a damaged line only means that file may be inspected again
+        self._rewrite()  # compacted: one line per name
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for name, entry in self.entries.items():
+                fh.write(self._line(name, *entry))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def _line(name: str, size: int, mtime_ns: int, sha256: str) -> str:
+        return json.dumps({"name": name, "size": size, "mtime_ns": mtime_ns, "sha256": sha256}) + "\n"
+
+    def holds(self, path: Path, info: os.stat_result) -> bool:
+        """Was this very file (same name and content) decided before?"""
+        entry = self.entries.get(path.name)
+        if entry is None:
+            return False
+        if entry[:2] == (info.st_size, info.st_mtime_ns):
+            return True
+        try:  # touched, or copied again: the content decides
+            same = hashlib.sha256(read_file_bytes(path)).hexdigest() == entry[2]
+        except DataError:
+            return False
+        if same:
+            self.entries[path.name] = (info.st_size, info.st_mtime_ns, entry[2])
+        return same
+
+    def add(self, name: str, size: int, mtime_ns: int, sha256: str) -> None:
+        self.entries[name] = (size, mtime_ns, sha256)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(self._line(name, size, mtime_ns, sha256))
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _looks_complete(path: Path) -> bool:
@@ -428,9 +526,10 @@ class GenICamSource(Source):
             self.harvester.reset()
 
 
-def open_source(name: str, config: SourceConfig) -> Source:
+def open_source(name: str, config: SourceConfig, state_dir: Path | None = None) -> Source:
+    """``state_dir``: where sources keep what must survive a restart (a watched folder's files)."""
     if isinstance(config, FolderSourceConfig):
-        return FolderSource(name, config)
+        return FolderSource(name, config, state_dir)
     if isinstance(config, ReplaySourceConfig):
         return ReplaySource(name, config)
     if isinstance(config, VideoSourceConfig):

@@ -107,6 +107,7 @@ class Station:
         self._trigger_uid: dict[int, str] = {}  # trigger number -> the part it opened
         self._trigger_frames: set[tuple[int, str]] = set()  # (trigger, source) already taken
         self._triggers = 0
+        self._on_recorded: dict[str, list[Any]] = {}  # uid -> what its sources do once it is recorded
         self._part_started: dict[str, float] = {}
         self._part_recipe: dict[str, _Recipe] = {}
         self._artifacts: dict[str, dict[str, CheckRun]] = {}
@@ -181,7 +182,7 @@ class Station:
         used = {check.source for recipe in self.config.recipes.values() for check in recipe.checks}
         for name, source_config in self.config.sources.items():
             if name in used:
-                self.sources[name] = open_source(name, source_config)
+                self.sources[name] = open_source(name, source_config, Path(self.config.state_dir))
         for sink in self.sinks:
             sink.start(self)
         replayed = self.store.replay_journal()
@@ -353,6 +354,8 @@ class Station:
                     self._seq_uid[key] = uid
                     self._part_started[uid] = frame.acquired
                     self._part_recipe[uid] = recipe
+            if frame.on_recorded is not None:
+                self._on_recorded.setdefault(uid, []).append(frame.on_recorded)
         for runner in runners:
             if runner.config.after and not frame.error:
                 with self._lock:
@@ -500,6 +503,13 @@ class Station:
         except Exception as exc:
             self._fail(f"cannot make part {part.uid} durable: {type(exc).__name__}: {exc}")
             return
+        with self._lock:
+            hooks = self._on_recorded.pop(part.uid, [])
+        for hook in hooks:  # a watched folder remembers, moves or deletes the file: only now
+            try:
+                hook()
+            except Exception as exc:
+                log.error("part %s recorded; its source could not finish with the file: %s", part.uid, exc)
         latency_ms = 1e3 * (time.monotonic() - started)
         with self._lock:
             self.counters["parts"] += 1
