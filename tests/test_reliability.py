@@ -438,3 +438,31 @@ def test_a_watched_folder_can_move_or_delete_a_file_once_its_part_is_recorded(
     assert len(recorded(tmp_path)[0]) == 2
     moved = sorted(p.name for p in (tmp_path / "done").iterdir()) if after == "move" else []
     assert moved == (["p000.png", "p001.png"] if after == "move" else [])
+
+
+def test_a_recipe_pins_its_bundle_and_an_edited_manifest_is_refused(station_bundle, tmp_path):
+    # Found: manifest.json was trusted: raising its thresholds made a defective part pass.
+    import json
+    import shutil
+
+    from lineguard.errors import ModelFileError
+    from lineguard.runtime.manifest import manifest_sha256
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(station_bundle, bundle)
+    pin = manifest_sha256(bundle)
+    write_line(tmp_path / "line", 1, defect_every=0)
+
+    def config():
+        check = {"name": "surface", "bundle": str(bundle), "source": "cam1", "bundle_sha256": pin}
+        return station_config(tmp_path, bundle, tmp_path / "line", recipes={"parts": {"checks": [check]}})
+
+    station = run_to_end(Station(config(), build_sinks(config())))
+    (part,) = recorded(tmp_path)[0]
+    assert part.checks[0].bundle_sha256 == pin == station.recipe.runners[0].bundle_sha256
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["calibration"]["thresholds"] = {"review": 1e9, "ng": 1e9}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="pins manifest sha256 .* changed or replaced"):
+        Station(config(), [])

@@ -794,6 +794,9 @@ def export(
     else:
         size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
         typer.echo(f"bundle {out} ({size:.1f} MB): {', '.join(sorted(f.name for f in out.iterdir()))}")
+    from lineguard.runtime.manifest import manifest_sha256
+
+    typer.echo(f"manifest sha256 {manifest_sha256(out)} (a recipe check's bundle_sha256 pins it)")
 
 
 def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):

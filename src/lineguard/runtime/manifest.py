@@ -49,6 +49,20 @@ def unpack_bundle(archive: Path, folder: Path) -> Path:
     return folder
 
 
+def manifest_sha256(bundle: str | Path) -> str:
+    """The sha256 of a bundle's manifest.json (folder or zip): what a recipe pins and the record keeps.
+    The manifest lists every other file's sha256, so this one hash pins the whole bundle."""
+    import hashlib
+
+    bundle = Path(bundle)
+    if bundle.is_dir():
+        data = (bundle / MANIFEST_FILE).read_bytes()
+    else:
+        with zipfile.ZipFile(bundle) as zf:
+            data = zf.read(MANIFEST_FILE)
+    return hashlib.sha256(data).hexdigest()
+
+
 def read_manifest(bundle: Path) -> dict[str, Any]:
     """Parse and verify a bundle's manifest: format, schema version, every file's sha256."""
     manifest = read_versioned_json(bundle / MANIFEST_FILE, BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, "bundle")

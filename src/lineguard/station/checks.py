@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -10,10 +9,11 @@ import numpy as np
 
 from lineguard.data.image_io import read_image
 from lineguard.decision import CheckOutcome
+from lineguard.errors import ModelFileError
 from lineguard.preprocess import CameraCalibration
 from lineguard.preprocess.align import Aligner, AlignmentError
 from lineguard.runtime import Inspector, load_bundle
-from lineguard.runtime.manifest import MANIFEST_FILE
+from lineguard.runtime.manifest import manifest_sha256
 from lineguard.station.config import CheckConfig
 
 
@@ -38,8 +38,13 @@ class CheckRunner:
         self.config = config
         self.name = config.name
         self.inspector = inspector or load_bundle(config.bundle, providers=providers, threads=threads)
-        manifest_file = self.inspector.path / MANIFEST_FILE
-        self.bundle_sha256 = hashlib.sha256(manifest_file.read_bytes()).hexdigest()
+        self.bundle_sha256 = manifest_sha256(self.inspector.path)
+        if config.bundle_sha256 is not None and config.bundle_sha256 != self.bundle_sha256:
+            raise ModelFileError(
+                f"{config.bundle}: check {config.name!r} pins manifest sha256 {config.bundle_sha256}, "
+                f"this bundle's is {self.bundle_sha256}: it was changed or replaced since the recipe "
+                f"was validated (thresholds edited?); validate the new bundle and update the pin"
+            )
         model = self.inspector.manifest.get("model") or {}
         self.model_version = (
             f"{model.get('kind', '?')}/{model.get('backbone', '?')}"

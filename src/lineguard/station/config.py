@@ -108,6 +108,12 @@ class CheckConfig(_Strict):
 
     name: str = Field(min_length=1, max_length=128)
     bundle: Path
+    bundle_sha256: str | None = Field(
+        None,
+        pattern="^[0-9a-f]{64}$",
+        description="pin: sha256 of the bundle's manifest.json (`lineguard export` prints it); "
+        "a bundle that differs is refused at start-up and changeover",
+    )
     source: str
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in pixels")
     camera_calibration: Path | None = Field(
