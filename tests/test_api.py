@@ -43,7 +43,7 @@ def served(station_bundle, tmp_path):
 
 def test_token_is_required_everywhere_but_health(served):
     client, _, _ = served
-    assert client.get("/health").json() == {"status": "ok", "state": "running"}
+    assert client.get("/health").json() == {"status": "ok", "state": "running", "problems": []}
     for path in ("/status", "/counters", "/results", "/recipes", "/metrics"):
         assert client.get(path).status_code == 401
         assert client.get(path, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"}).status_code == 401

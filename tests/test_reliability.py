@@ -464,5 +464,41 @@ def test_a_recipe_pins_its_bundle_and_an_edited_manifest_is_refused(station_bund
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["calibration"]["thresholds"] = {"review": 1e9, "ng": 1e9}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelFileError, match="pins manifest sha256 .* changed or replaced"):
+    with pytest.raises(ModelFileError, match=r"pins manifest sha256 .* changed or replaced"):
         Station(config(), [])
+
+
+def test_health_is_degraded_when_a_sink_or_source_is_down_and_webhook_drops_are_counted(
+    station_bundle, tmp_path
+):
+    # Found: a dead source left /health "ok"; webhook drops were counted nowhere.
+    from lineguard.api.app import prometheus_text
+    from lineguard.sinks.basic import WebhookSink
+
+    write_line(tmp_path / "line", 2, defect_every=0)
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 600, "loop": True}},
+    )
+    webhook = WebhookSink("http://127.0.0.1:9/unreachable", timeout_s=0.2, queue_size=1, retries=0)
+    station = Station(config, [*build_sinks(config), webhook])
+    station.start()
+    try:
+        wait_for(lambda: station.counters["parts"] >= 3, what="parts")
+        wait_for(lambda: webhook.failed + webhook.dropped > 0, what="webhook failures")
+        status, problems = station.health()
+        assert status == "degraded" and any("webhook" in p for p in problems)
+        assert 'sink="WebhookSink"' in prometheus_text(station)
+
+        def dead(stop):
+            raise OSError("camera unplugged")
+            yield
+
+        source = station.sources["cam1"]
+        source.frames = dead
+        station._spawn(station._acquire, "dead-source", source)
+        wait_for(lambda: any("source cam1 stopped" in p for p in station.health()[1]), what="source down")
+    finally:
+        station.stop()

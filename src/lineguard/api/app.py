@@ -55,8 +55,9 @@ class Recipes(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "error"]
+    status: Literal["ok", "degraded", "error"]
     state: str
+    problems: list[str] = []
 
 
 def _part_out(record) -> PartOut:
@@ -102,8 +103,8 @@ def create_app(station: Any, token: str) -> FastAPI:
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        state = station.state
-        return Health(status="ok" if state == "running" else "error", state=state)
+        status, problems = station.health()
+        return Health(status=status, state=station.state, problems=problems)
 
     @app.get("/status", dependencies=auth)
     def status() -> dict[str, Any]:
@@ -212,6 +213,8 @@ def prometheus_text(station: Any) -> str:
                 ("overload", "Checks failed because the inspection queue was full"),
                 ("journalled", "Parts recorded in the journal while the database was down"),
                 ("late_frames", "Images that arrived after their part was decided"),
+                ("triggers_refused", "Triggers refused: no part could be made of them"),
+                ("quarantined", "Parts the database refused for their content, kept in the quarantine file"),
             ):
                 metric = CounterMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
                 metric.add_metric([station.name], status["counters"][key])
@@ -227,6 +230,15 @@ def prometheus_text(station: Any) -> str:
                 metric = GaugeMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
                 metric.add_metric([station.name], float(status[key] or 0.0))
                 yield metric
+            sinks = CounterMetricFamily(
+                "lineguard_sink_events",
+                "What each sink did (sent, failed, dropped...)",
+                labels=["station", "sink", "event"],
+            )
+            for sink, stats in status.get("sinks", {}).items():
+                for event, value in stats.items():
+                    sinks.add_metric([station.name, sink, event], float(value))
+            yield sinks
             up = GaugeMetricFamily("lineguard_running", "1 while the station is running", labels=["station"])
             up.add_metric([station.name], 1.0 if status["state"] == "running" else 0.0)
             yield up

@@ -47,6 +47,14 @@ class Sink:
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         pass
 
+    def stats(self) -> dict[str, Any]:
+        """What the sink has done (sent, failed, dropped...), for /status and /metrics."""
+        return {}
+
+    def problem(self) -> str | None:
+        """Why the sink is not doing its job right now (a server down, results dropped); None if fine."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -125,6 +133,22 @@ class WebhookSink(Sink):
                     if attempt == self.retries:
                         self.failed += 1
                         log.warning("webhook %s: part %s not delivered (%s)", self.url, result.uid, exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "queued": self._queue.qsize(),
+        }
+
+    def problem(self) -> str | None:
+        if self.dropped or self.failed:
+            return (
+                f"webhook {self.url}: {self.failed} results not delivered, "
+                f"{self.dropped} dropped (queue full)"
+            )
+        return None
 
     def close(self) -> None:
         try:

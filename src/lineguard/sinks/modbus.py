@@ -159,6 +159,14 @@ class ModbusSink(Sink):
     def publish(self, result: PublishedResult) -> None:
         self.handshake.publish(result)
 
+    def stats(self) -> dict[str, Any]:
+        return dict(self.handshake.state().counters)
+
+    def problem(self) -> str | None:
+        if self._thread is not None and not self._thread.is_alive():
+            return "Modbus server stopped"
+        return None
+
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         self.handshake.set_ready(state == "running", error_code)
 

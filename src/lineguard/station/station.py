@@ -605,6 +605,29 @@ class Station:
 
     # -- status ------------------------------------------------------------------------
 
+    def health(self) -> tuple[str, list[str]]:
+        """("ok" | "degraded" | "error", problems): degraded = deciding, but a source, sink, PLC
+        server or the database is down."""
+        if self.state != "running":
+            return "error", [self.error or f"station {self.state}"]
+        problems = [
+            f"source {name} stopped"
+            for name, source in self.sources.items()
+            if not source.finite and name in self._sources_done
+        ]
+        if self.error:
+            problems.append(self.error)
+        for sink in self.sinks:
+            problem = sink.problem() if hasattr(sink, "problem") else None
+            if problem:
+                problems.append(problem)
+        if len(self.store.journal):
+            problems.append(
+                f"database unreachable ({self.store.last_error}); "
+                f"{len(self.store.journal)} parts in the journal"
+            )
+        return ("degraded" if problems else "ok"), problems
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             latencies = np.asarray(self._latencies, np.float64)
@@ -631,5 +654,6 @@ class Station:
                 "journal_pending": len(self.store.journal),
                 "quarantined": self.counters["quarantined"],
                 "store_error": self.store.last_error,
+                "sinks": {type(sink).__name__: sink.stats() for sink in self.sinks if hasattr(sink, "stats")},
                 "last_result": None if self.last_result is None else self.last_result.__dict__,
             }
