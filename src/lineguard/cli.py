@@ -879,7 +879,8 @@ def _summary_line(station) -> str:
     line = (
         f"{s['state']:8s} parts {c['parts']:6d} | OK {c['OK']} REVIEW {c['REVIEW']} NG {c['NG']} | "
         f"{s['parts_per_min_last_60s']:.0f} parts/min | latency p50 {p50} p99 {p99} ms | "
-        f"queue {s['queue_depth']} overload {c['overload']} | journal {s['journal_pending']}"
+        f"queue {s['queue_depth']} overload {c['overload']} | record backlog {s['record_backlog']} "
+        f"({s['record_backlog_age_s']:.1f} s) refused {c['refused_backlog']} | journal {s['journal_pending']}"
     )
     if s["error"]:
         line += f" | ERROR: {s['error']}"

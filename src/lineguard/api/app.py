@@ -214,6 +214,7 @@ def prometheus_text(station: Any) -> str:
                 ("journalled", "Parts recorded in the journal while the database was down"),
                 ("late_frames", "Images that arrived after their part was decided"),
                 ("triggers_refused", "Triggers refused: no part could be made of them"),
+                ("refused_backlog", "Parts refused at the source while the record backlog was full"),
                 ("quarantined", "Parts the database refused for their content, kept in the quarantine file"),
             ):
                 metric = CounterMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
@@ -223,6 +224,8 @@ def prometheus_text(station: Any) -> str:
                 ("queue_depth", "Images waiting for inspection"),
                 ("parts_in_flight", "Parts waiting for their checks"),
                 ("journal_pending", "Parts waiting in the journal for the database"),
+                ("record_backlog", "Decided parts waiting to be recorded"),
+                ("record_backlog_age_s", "How long the oldest of them has waited (s)"),
                 ("parts_per_min_last_60s", "Parts decided in the last minute"),
                 ("latency_ms_p50", "Median image-to-decision latency (ms)"),
                 ("latency_ms_p99", "99th percentile image-to-decision latency (ms)"),

@@ -83,6 +83,7 @@ class AssembledPart:
     outcomes: dict[str, CheckOutcome]
     timed_out: bool
     skipped: tuple[str, ...] = ()  # cascade: detailed checks this part did not need
+    closed_at: float = field(default_factory=time.monotonic)  # when it was decided
 
 
 @dataclass
@@ -179,6 +180,10 @@ class PartAssembler:
         now = self.clock()
         due = [uid for uid, part in self._open.items() if part.deadline <= now]
         return [self._close(uid, timed_out=True) for uid in due]
+
+    def close_all(self) -> list[AssembledPart]:
+        """Close every open part now, missing checks decided by the policy (the station stopping)."""
+        return [self._close(uid, timed_out=True) for uid in list(self._open)]
 
     def _close(self, uid: str, timed_out: bool) -> AssembledPart:
         part = self._open.pop(uid)

@@ -242,6 +242,13 @@ class StationConfig(_Strict):
         2000.0, gt=0, le=600_000, description="a part's verdict is due this long after its image (<= 10 min)"
     )
     queue_size: int = Field(8, gt=0, description="images waiting for inspection; more are overload")
+    record_backlog: int = Field(
+        256,
+        gt=0,
+        le=100_000,
+        description="decided parts waiting to be recorded; beyond, sources that can wait wait and "
+        "others' parts are refused at the source (counted, and an event)",
+    )
     workers: int = Field(1, gt=0, le=64)
     threads_per_worker: int = Field(1, gt=0, le=64)
     providers: list[str] | Literal["auto"] | None = None

@@ -45,6 +45,9 @@ from lineguard.store.records import MAX_PART_ID_CHARS, admit_part_id, storable_t
 
 log = logging.getLogger("lineguard.station")
 
+GROUP_COMMIT_MAX = 256  # parts recorded in one transaction at most
+STOP_RECORD_TIMEOUT_S = 300.0  # how long stop() waits for the record to take every decided part
+
 
 @dataclass
 class _WorkItem:
@@ -116,7 +119,10 @@ class Station:
         self._deferred: dict[tuple[str, str], Frame] = {}
         self._cascade: dict[tuple[str, str], bool] = {}
         self._stop = threading.Event()  # sources stop taking images
-        self._halt = threading.Event()  # workers and the decide thread stop
+        self._halt = threading.Event()  # workers stop
+        self._halt_decide = threading.Event()  # the decide thread stops, once every decided part is recorded
+        self._decider: threading.Thread | None = None
+        self._refusing = False  # the record backlog is full: parts refused at the source
         self._accepting = threading.Event()
         self._accepting.set()
         self._threads: list[threading.Thread] = []
@@ -133,6 +139,7 @@ class Station:
             "overload": 0,
             "stale_skipped": 0,
             "late_frames": 0,
+            "refused_backlog": 0,
             "triggers_refused": 0,
             "part_ids_refused": 0,
             "journalled": 0,
@@ -197,14 +204,15 @@ class Station:
         self._notify_state()
         for i in range(self.config.workers):
             self._spawn(self._work, f"inspect-{i}")
-        self._spawn(self._decide, "decide")
+        self._decider = self._spawn(self._decide, "decide")
         for source in self.sources.values():
             self._spawn(self._acquire, f"source-{source.name}", source)
 
-    def _spawn(self, target, name: str, *args) -> None:
+    def _spawn(self, target, name: str, *args) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+        return thread
 
     @property
     def finished(self) -> bool:
@@ -230,9 +238,23 @@ class Station:
             self.recipe.assembler.pending or not self._closed.empty() or not self._queue.empty()
         ):
             time.sleep(0.01)
-        self._halt.set()
+        self._halt.set()  # sources and workers stop
         for thread in self._threads:
-            thread.join(timeout=5.0)
+            if thread is not self._decider:
+                thread.join(timeout=5.0)
+        with self._lock:  # images taken but not decided in time: fail-safe parts, never dropped
+            for recipe in {id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values():
+                for part in recipe.assembler.close_all():
+                    self._closed.put(part)
+        self._halt_decide.set()
+        if self._decider is not None:
+            self._decider.join(timeout=STOP_RECORD_TIMEOUT_S)
+            if self._decider.is_alive():
+                log.critical(
+                    "stopping: %d decided parts still not recorded after %.0f s",
+                    self._closed.qsize(),
+                    STOP_RECORD_TIMEOUT_S,
+                )
         for source in self.sources.values():
             try:
                 source.close()
@@ -261,6 +283,11 @@ class Station:
             part_id = admit_part_id(part_id)
         except ValueError as exc:
             self._refuse_trigger(f"part ID refused: {exc}", "part_id")
+        if self._closed.qsize() >= self.config.record_backlog:
+            self._refuse_trigger(
+                f"{self.config.record_backlog} decided parts wait to be recorded (record backlog full)",
+                "backlog",
+            )
         # A trigger during a changeover is served by the new recipe.
         self._accepting.wait(self.config.deadline_ms / 1e3 + 5.0)
         with self._lock:
@@ -307,6 +334,8 @@ class Station:
             self._sources_done.add(source.name)
 
     def _accept(self, frame: Frame, backpressure: bool = False) -> None:
+        if frame.trigger is None and not self._record_has_room(backpressure):
+            return
         frame = self._admit_name(frame)
         key: tuple[str, int] | None = None  # free-running parts: paired by (recipe, frame count)
         with self._lock:
@@ -366,6 +395,28 @@ class Station:
                 if not run_it:
                     continue  # the pre-screen passed the part: this check was skipped
             self._enqueue(uid, runner, frame, backpressure)
+
+    def _record_has_room(self, can_wait: bool) -> bool:
+        """Bounded end to end: while the record is ``record_backlog`` parts behind, a source that
+        can wait (files) waits; a part from one that cannot (a camera, a line) is refused at the
+        source — counted, with an event when refusing starts and when the backlog has drained."""
+        limit = self.config.record_backlog
+        if self._closed.qsize() < limit:
+            return True
+        if can_wait:
+            while self._closed.qsize() >= limit and not self._stop.is_set():
+                time.sleep(0.005)
+            return True
+        with self._lock:
+            self.counters["refused_backlog"] += 1
+            starting, self._refusing = not self._refusing, True
+        if starting:
+            self.store.add_event(
+                self.name,
+                "backlog_full",
+                f"{limit} decided parts wait to be recorded: refusing parts at the source",
+            )
+        return False
 
     def _admit_name(self, frame: Frame) -> Frame:
         """A part ID from a file name follows the one rule; one that breaks it (too long) fails
@@ -463,53 +514,70 @@ class Station:
     # -- deciding, recording, reporting ------------------------------------------------
 
     def _decide(self) -> None:
-        while not self._halt.is_set() or not self._closed.empty():
+        # Runs until told to stop *and* every decided part is recorded: nothing decided is dropped.
+        while not self._halt_decide.is_set() or not self._closed.empty():
+            parts = []
             try:
-                parts = [self._closed.get(timeout=0.01)]
+                parts.append(self._closed.get(timeout=0.01))
+                while len(parts) < GROUP_COMMIT_MAX:  # all that waits goes in one transaction
+                    parts.append(self._closed.get_nowait())
             except queue.Empty:
-                parts = []
+                pass
             with self._lock:
                 for recipe in {id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values():
                     parts.extend(recipe.assembler.expire())
-            for part in parts:
-                if self.state == "error":
-                    continue  # nothing more is reported once a decision could not be made durable
-                try:
-                    self._finish(part)
-                except Exception as exc:  # never report what could not be recorded: stop deciding
-                    log.exception("deciding part %s", part.uid)
-                    self._fail(f"cannot decide part {part.uid}: {type(exc).__name__}: {exc}")
+            if not parts or self.state == "error":
+                continue  # nothing more is reported once a decision could not be made durable
+            try:
+                self._finish(parts)
+            except Exception as exc:  # never report what could not be recorded: stop deciding
+                log.exception("deciding parts %s...", parts[0].uid)
+                self._fail(f"cannot decide part {parts[0].uid}: {type(exc).__name__}: {exc}")
+            if self._refusing and self._closed.qsize() < self.config.record_backlog // 2:
+                self._refusing = False
+                self.store.add_event(
+                    self.name,
+                    "backlog_cleared",
+                    f"{self.counters['refused_backlog']} parts refused at the source so far",
+                )
 
-    def _finish(self, part: AssembledPart) -> None:
-        with self._lock:
-            runs = self._artifacts.pop(part.uid, {})
-            started = self._part_started.pop(part.uid, time.monotonic())
-            recipe = self._part_recipe.pop(part.uid, self.recipe)
-            for key in [k for k in self._deferred if k[0] == part.uid]:
-                del self._deferred[key]
-            for key in [k for k in self._cascade if k[0] == part.uid]:
-                del self._cascade[key]
-            for number in [n for n, v in self._trigger_uid.items() if v == part.uid]:
-                del self._trigger_uid[number]
-                self._trigger_frames -= {(number, name) for name in self.sources}
-            for key in [k for k, v in self._seq_uid.items() if v == part.uid]:
-                del self._seq_uid[key]
-                self._closed_seq[key[1]] = None
-            while len(self._closed_seq) > 10_000:
-                self._closed_seq.popitem(last=False)
-        record = self._record_of(part, runs, recipe)
+    def _finish(self, parts: list[AssembledPart]) -> None:
+        """Record the parts (one group commit), then report each, in order."""
+        started, records = [], []
+        for part in parts:
+            with self._lock:
+                runs = self._artifacts.pop(part.uid, {})
+                started.append(self._part_started.pop(part.uid, time.monotonic()))
+                recipe = self._part_recipe.pop(part.uid, self.recipe)
+                for key in [k for k in self._deferred if k[0] == part.uid]:
+                    del self._deferred[key]
+                for key in [k for k in self._cascade if k[0] == part.uid]:
+                    del self._cascade[key]
+                for number in [n for n, v in self._trigger_uid.items() if v == part.uid]:
+                    del self._trigger_uid[number]
+                    self._trigger_frames -= {(number, name) for name in self.sources}
+                for key in [k for k, v in self._seq_uid.items() if v == part.uid]:
+                    del self._seq_uid[key]
+                    self._closed_seq[key[1]] = None
+                while len(self._closed_seq) > 10_000:
+                    self._closed_seq.popitem(last=False)
+            records.append(self._record_of(part, runs, recipe))
         try:
-            where = self.store.record(record)
+            wheres = self.store.record_many(records)
         except Exception as exc:
-            self._fail(f"cannot make part {part.uid} durable: {type(exc).__name__}: {exc}")
+            self._fail(f"cannot make part {records[0].uid} durable: {type(exc).__name__}: {exc}")
             return
+        for record, where, start in zip(records, wheres, started, strict=True):
+            self._report(record, where, start)
+
+    def _report(self, record: PartRecord, where: str, started: float) -> None:
         with self._lock:
-            hooks = self._on_recorded.pop(part.uid, [])
+            hooks = self._on_recorded.pop(record.uid, [])
         for hook in hooks:  # a watched folder remembers, moves or deletes the file: only now
             try:
                 hook()
             except Exception as exc:
-                log.error("part %s recorded; its source could not finish with the file: %s", part.uid, exc)
+                log.error("part %s recorded; its source could not finish with the file: %s", record.uid, exc)
         latency_ms = 1e3 * (time.monotonic() - started)
         with self._lock:
             self.counters["parts"] += 1
@@ -605,6 +673,12 @@ class Station:
 
     # -- status ------------------------------------------------------------------------
 
+    def _backlog_age(self, now: float) -> float:
+        """How long the oldest decided-but-unrecorded part has waited (s)."""
+        with self._closed.mutex:
+            oldest = self._closed.queue[0] if self._closed.queue else None
+        return 0.0 if oldest is None else max(0.0, now - oldest.closed_at)
+
     def health(self) -> tuple[str, list[str]]:
         """("ok" | "degraded" | "error", problems): degraded = deciding, but a source, sink, PLC
         server or the database is down."""
@@ -651,6 +725,8 @@ class Station:
                 "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
                 "queue_depth": self._queue.qsize(),
                 "parts_in_flight": assembler.pending,
+                "record_backlog": self._closed.qsize(),
+                "record_backlog_age_s": self._backlog_age(now),
                 "journal_pending": len(self.store.journal),
                 "quarantined": self.counters["quarantined"],
                 "store_error": self.store.last_error,

@@ -138,25 +138,35 @@ class RecordStore:
     def record(self, part: PartRecord) -> str:
         """Make the part durable; returns "database", "journal" (the database is down) or
         "quarantine" (the database refused this part's content: it must not block the next ones)."""
+        return self.record_many([part])[0]
+
+    def record_many(self, parts: Sequence[PartRecord]) -> list[str]:
+        """Make parts durable together (one transaction, or one journal fsync: group commit);
+        where each went, in order."""
+        parts = list(parts)
+        if not parts:
+            return []
         if len(self.journal):
-            # Keep order: older journalled parts go in first, else the journal takes this one too.
+            # Keep order: older journalled parts go in first, else the journal takes these too.
             if time.monotonic() >= self._next_try:
                 self.replay_journal()
             if len(self.journal):
-                self.journal.append(part)
-                return "journal"
+                self.journal.append_many(parts)
+                return ["journal"] * len(parts)
         try:
-            self._insert([part], via_journal=False)
-            return "database"
+            self._insert(parts, via_journal=False)
+            return ["database"] * len(parts)
         except Exception as exc:
             if _refused_for_content(exc):
-                self._quarantine(part, exc)
-                return "quarantine"
+                if len(parts) == 1:
+                    self._quarantine(parts[0], exc)
+                    return ["quarantine"]
+                return [self.record(part) for part in parts]  # find the one(s) refused
             if not isinstance(exc, (SQLAlchemyError, OSError)):
                 raise
             self._failed(exc)
-            self.journal.append(part)
-            return "journal"
+            self.journal.append_many(parts)
+            return ["journal"] * len(parts)
 
     def _quarantine(self, part: PartRecord, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]

@@ -42,8 +42,12 @@ class Journal:
         return len(data) - keep
 
     def append(self, record: PartRecord) -> None:
-        _append_line(self.path, record.to_dict())
-        self._count += 1
+        self.append_many([record])
+
+    def append_many(self, records: list[PartRecord]) -> None:
+        """All of them, with one fsync (group commit)."""
+        _append_lines(self.path, [r.to_dict() for r in records])
+        self._count += len(records)
 
     def __len__(self) -> int:
         return self._count
@@ -80,10 +84,10 @@ class Journal:
         self._count = max(0, self._count - count)
 
 
-def _append_line(path: Path, doc: dict) -> None:
-    line = json.dumps(doc, separators=(",", ":")) + "\n"
+def _append_lines(path: Path, docs: list[dict]) -> None:
+    text = "".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in docs)
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(line)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -97,7 +101,7 @@ class Quarantine:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: PartRecord, reason: str) -> None:
-        _append_line(self.path, {"reason": reason, "part": record.to_dict()})
+        _append_lines(self.path, [{"reason": reason, "part": record.to_dict()}])
 
     def _docs(self) -> Iterator[dict]:
         if self.path.exists():
