@@ -533,7 +533,7 @@ def test_overload_is_bounded_and_a_stop_mid_overload_records_every_decided_part(
         assert station.counters["refused_backlog"] > 0  # the line outran the record
     finally:
         station.stop()  # mid-overload
-    produced = station.sources["cam1"]._seq
+    produced = station.sources["cam1"].frames_taken
     parts, events = recorded(tmp_path)
     assert deepest <= 16 + config.queue_size + config.workers + 2  # bounded, not growing
     assert len(parts) == station.counters["parts"] == station.counters["reported"]

@@ -93,6 +93,11 @@ class Source:
         self._seq = 0
         self.trigger_number: int | None = None  # of the trigger being served (source thread only)
 
+    @property
+    def frames_taken(self) -> int:
+        """Images (or failed reads) this source has given the station."""
+        return self._seq
+
     def _next_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
         return seq

@@ -265,7 +265,14 @@ class Station:
             self.error_code = ErrorCode.STOPPED if self.error_code == ErrorCode.NONE else self.error_code
         self._notify_state()
         self.store.replay_journal()  # the database may be back: leave as little as possible in the journal
-        self.store.add_event(self.name, "stop", f"run {self.run_id}: {self.counters['parts']} parts decided")
+        taken = ", ".join(f"{name} {source.frames_taken}" for name, source in self.sources.items())
+        c = self.counters
+        self.store.add_event(
+            self.name,
+            "stop",
+            f"run {self.run_id}: {c['parts']} parts decided, {c['refused_backlog']} refused at the source, "
+            f"{c['late_frames']} late frames; images taken: {taken}",
+        )
         for sink in self.sinks:
             try:
                 sink.close()
