@@ -76,6 +76,34 @@ def test_line_scan_by_encoder_gives_the_same_image_at_any_conveyor_speed():
         LineScanAssembler(10, 100).push(np.zeros((3, 4)), np.array([5, 4, 6]))
 
 
+def test_line_scan_encoder_mode_from_one_encoder_count_per_strip():
+    # Found: GenICamSource pushed strips without encoder positions, the assembler raised and the
+    # free-running source swallowed it: encoder mode never gave a frame. A camera gives one encoder
+    # count per strip (chunk data); lines are spread between one strip's count and the next's.
+    from lineguard.station.linescan import EncoderStrips
+
+    def surface(pos):
+        return (128 + 100 * np.sin(pos / 7.0))[:, None] * np.ones((1, 16))
+
+    def scan(ticks_per_line_of_strip):
+        strips = EncoderStrips(LineScanAssembler(lines_per_frame=50, ticks_per_frame=400))
+        frames, position = [], 0.0
+        for ticks in ticks_per_line_of_strip:  # the belt's speed changes between strips
+            lines = position + ticks * np.arange(37)
+            frames += strips.push(surface(lines).astype(np.float32), position)
+            position += 37 * ticks
+        return frames
+
+    rng = np.random.default_rng(1)
+    steady = scan(np.full(30, 2.0))
+    varying = scan(rng.uniform(0.5, 4.0, 60))
+    assert len(steady) >= 2 and len(varying) >= 2 and steady[0].shape == (50, 16)
+    for a, b in zip(steady[:2], varying[:2], strict=True):
+        assert np.abs(a - b).max() < 5.0
+    with pytest.raises(ValueError, match="no encoder value"):
+        EncoderStrips(LineScanAssembler(10, 100)).push(np.zeros((3, 4)), None)
+
+
 def test_genicam_pixel_formats():
     rgba = np.arange(2 * 3 * 4, dtype=np.uint8)
     out = genicam_to_image(rgba, 3, 2, "RGBa8")
@@ -170,6 +198,17 @@ def test_genicam_camera_through_harvesters_simulated_producer():
     assert "1" in frames[0].name
     with pytest.raises(OSError, match="no camera with serial 'nope'"):
         GenICamSource("cam", GenICamSourceConfig(kind="genicam", cti=cti, serial="nope"))
+
+
+def test_genicam_encoder_mode_is_refused_on_a_camera_without_encoder_chunk_data():
+    from lineguard.station.config import LineScanConfig
+
+    cti = _simulated_producer()
+    config = GenICamSourceConfig(
+        kind="genicam", cti=cti, serial="1", line_scan=LineScanConfig(lines_per_frame=64, ticks_per_frame=800)
+    )
+    with pytest.raises(OSError, match="ChunkEncoderValue"):
+        GenICamSource("cam", config)
 
 
 def test_genicam_triggered_takes_a_frame_per_trigger():

@@ -87,3 +87,31 @@ class LineScanAssembler:
             del self._lines[:keep_from]
             del self._positions[:keep_from]
         return frames
+
+
+class EncoderStrips:
+    """Per-line encoder positions for strips that carry one encoder value each (a GenICam line-scan
+    camera's ``ChunkEncoderValue``: the count at the strip's first line), fed to an assembler.
+
+    A strip's lines are spread evenly between its encoder value and the next strip's, so each
+    strip is held until the next one arrives (one strip of latency). Without encoder mode the
+    strips go straight to the assembler.
+    """
+
+    def __init__(self, assembler: LineScanAssembler) -> None:
+        self.assembler = assembler
+        self._held: tuple[np.ndarray, float] | None = None
+
+    def push(self, strip: np.ndarray, encoder_value: float | None) -> list[np.ndarray]:
+        if self.assembler.ticks_per_frame is None:
+            return self.assembler.push(strip)
+        if encoder_value is None:
+            raise ValueError("encoder mode: the strip carries no encoder value")
+        held, self._held = self._held, (np.asarray(strip), float(encoder_value))
+        if held is None:
+            return []
+        lines, start = held
+        if encoder_value < start:
+            raise ValueError("encoder positions must not go backwards (direction change or counter wrap)")
+        positions = start + (encoder_value - start) * np.arange(len(lines)) / len(lines)
+        return self.assembler.push(lines, positions)

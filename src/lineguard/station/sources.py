@@ -36,7 +36,7 @@ from lineguard.station.config import (
     SourceConfig,
     VideoSourceConfig,
 )
-from lineguard.station.linescan import LineScanAssembler
+from lineguard.station.linescan import EncoderStrips, LineScanAssembler
 
 
 @dataclass
@@ -473,16 +473,34 @@ class GenICamSource(Source):
             node_map.TriggerSource.value = "Software"
             self.software_trigger = node_map.TriggerSoftware
         line_scan = config.line_scan
-        self.assembler = (
-            LineScanAssembler(line_scan.lines_per_frame, line_scan.ticks_per_frame) if line_scan else None
+        self.strips = (
+            EncoderStrips(LineScanAssembler(line_scan.lines_per_frame, line_scan.ticks_per_frame))
+            if line_scan
+            else None
         )
+        self.encoder = None
+        if line_scan is not None and line_scan.ticks_per_frame is not None:
+            if not node_map.has_node("ChunkEncoderValue"):
+                self.close()
+                raise OSError(
+                    f"camera {self.device}: line_scan.ticks_per_frame (encoder mode) needs each strip's "
+                    "encoder count as GenICam chunk data (ChunkEncoderValue), which this camera does not "
+                    "offer; leave ticks_per_frame out and trigger the camera's lines from the encoder"
+                )
+            node_map.ChunkModeActive.value = True
+            if node_map.has_node("ChunkSelector"):
+                node_map.ChunkSelector.value = "EncoderValue"
+                node_map.ChunkEnable.value = True
+            self.encoder = node_map.ChunkEncoderValue
 
-    def _fetch(self) -> np.ndarray:
+    def _fetch(self) -> tuple[np.ndarray, float | None]:
+        """The buffer's image, and its encoder count in encoder mode (chunk data of that buffer)."""
         with self.acquirer.fetch(timeout=self.config.timeout_s) as buffer:
             component = buffer.payload.components[0]
-            return genicam_to_image(
+            image = genicam_to_image(
                 component.data, component.width, component.height, str(component.data_format)
             )
+            return image, (float(self.encoder.value) if self.encoder is not None else None)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         self.acquirer.start()
@@ -498,9 +516,7 @@ class GenICamSource(Source):
             elif self.software_trigger is not None:
                 self.software_trigger.execute()
             try:
-                images = [self._fetch()]
-                if self.assembler is not None:
-                    images = self.assembler.push(images[0])
+                image, encoder_value = self._fetch()
             except Exception as exc:  # a timeout or a broken buffer is that part's failure, not the station's
                 if self.gate is None:
                     continue  # free-running: no image means no part passed, not a failed part
@@ -509,6 +525,9 @@ class GenICamSource(Source):
                     self._next_seq(), part_id, f"camera {self.device}", error=str(exc) or type(exc).__name__
                 )
                 continue
+            # Assembly errors (strips of another width, the encoder running backwards) are not a
+            # missed frame: they stop the source, so the station says so instead of going silent.
+            images = self.strips.push(image, encoder_value) if self.strips is not None else [image]
             for image in images:
                 taken += 1
                 seq = self._next_seq()
