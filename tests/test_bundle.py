@@ -103,7 +103,8 @@ def test_bundle_refuses_tampering_and_newer_schema(parts, tmp_path):
         load_bundle(bundle)
 
 
-def test_zipped_bundle_loads_and_bad_archives_are_refused(parts, tmp_path):
+def test_zipped_bundle_loads_and_bad_archives_are_refused(parts, tmp_path, monkeypatch):
+    import tempfile
     import zipfile
 
     from lineguard.bundle import zip_bundle
@@ -111,7 +112,12 @@ def test_zipped_bundle_loads_and_bad_archives_are_refused(parts, tmp_path):
     bundle = export_bundle(fitted("padim", parts["good"][:6]), tmp_path / "b")
     archive = zip_bundle(bundle, tmp_path / "b.zip")
     images = parts["defect"][:2]
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     inspector = load_bundle(archive)
+    # Nothing unpacked stays behind while it runs: a kill -9 used to leak the unpacked bundle.
+    assert list(temp.iterdir()) == []
     np.testing.assert_array_equal(
         inspector.predict(images).scores, load_bundle(bundle).predict(images).scores
     )

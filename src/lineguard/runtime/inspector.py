@@ -95,9 +95,8 @@ class BundleRuntime:
         the fastest this machine offers (TensorRT, CUDA, OpenVINO, then CPU)."""
         import onnxruntime as ort
 
-        self.path = bundle
+        self.path = bundle  # the bundle folder, or its zip (opened from a temporary copy)
         self.source = bundle  # what the user named: the folder, or the zip it was unpacked from
-        self.unpacked: tempfile.TemporaryDirectory | None = None
         self.manifest = manifest
         self.task = manifest.get("task", "anomaly")
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
@@ -248,20 +247,16 @@ def load_bundle(
 ) -> Inspector:
     """Verify a bundle (schema, sha256 of every file) and open it with ONNX Runtime.
 
-    ``path`` is a bundle folder or its .zip; a zip is unpacked into a private
-    temporary folder that lives as long as the Inspector.
+    ``path`` is a bundle folder or its .zip; a zip is unpacked into a private temporary
+    folder only while it is opened: everything is in memory afterwards, so a process killed
+    with -9 leaves nothing behind in the temp folder.
     """
     bundle = Path(path)
     if bundle.is_file():
-        unpacked = tempfile.TemporaryDirectory(prefix="lineguard-bundle-")
-        try:
-            folder = unpack_bundle(bundle, Path(unpacked.name))
+        with tempfile.TemporaryDirectory(prefix="lineguard-bundle-") as unpacked:
+            folder = unpack_bundle(bundle, Path(unpacked))
             inspector = _open(folder, read_manifest(folder), providers, threads)
-        except BaseException:
-            unpacked.cleanup()
-            raise
-        inspector.unpacked = unpacked
-        inspector.source = bundle
+        inspector.path = inspector.source = bundle
         return inspector
     return _open(bundle, read_manifest(bundle), providers, threads)
 
