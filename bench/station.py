@@ -4,8 +4,8 @@ Fits PatchCore (EfficientNet-Lite0, 256x256, coreset 1 %) on 200 good ELPV cells
 calibrates on 50 more, exports the bundle, and copies 300 held-out cells (PNG,
 300x300) into a folder. Then runs `lineguard.station` in a fresh process pinned
 to CPU 0 (one core; ONNX Runtime with one thread), with the full path on:
-decode, inspect, verdict, SQLite record (WAL, synchronous=FULL, one commit per
-part), image archive (every NG/REVIEW image and heatmap, 1 OK in 100) and a
+decode, inspect, verdict, SQLite record (WAL, synchronous=FULL, group commits of
+what waits), image archive (every NG/REVIEW image and heatmap, 1 OK in 100) and a
 JSON-lines sink. Two runs:
 
 * **max**: a replay with back-pressure (ppm 0): the sustained rate the station reaches;
@@ -150,10 +150,10 @@ def main() -> None:
         f"command: `python bench/station.py --parts {args.parts} --line-seconds {args.line_seconds:g}`. "
         f"PatchCore EfficientNet-Lite0 256x256 bundle (fitted on {N_FIT} good ELPV cells), "
         f"{N_REPLAY} held-out ELPV cells (300x300 PNG) replayed in a loop; every part decoded, inspected, "
-        "recorded in SQLite (WAL, synchronous=FULL, one commit per part), NG/REVIEW images + heatmaps and "
-        "1 OK in 100 archived, reported to a JSON-lines sink. Latency: image read → verdict recorded and "
-        "reported; in the max-rate run it includes the wait in the 8-part inspection queue, which "
-        "back-pressure keeps full on purpose.",
+        "recorded in SQLite (WAL, synchronous=FULL, group commits of what waits), NG/REVIEW images + "
+        "heatmaps and 1 OK in 100 archived, reported to a JSON-lines sink. Latency: image read → "
+        "verdict recorded and reported; in the max-rate run it includes the wait in the 8-part "
+        "inspection queue, which back-pressure keeps full on purpose.",
         "",
         "| run | parts | sustained parts/min | latency p50 ms | p99 ms | overload | RSS start → end MB |",
         "|---|---|---|---|---|---|---|",

@@ -43,20 +43,22 @@ def _triggered(tmp_path: Path, bundle: Path, names: tuple[str, ...], recipes: di
     )
 
 
+def _one_recipe_per_camera(tmp_path: Path, bundle: Path) -> Station:
+    """Two triggered cameras; recipe A reads "top", recipe B "side"; started."""
+    recipes = {
+        name: {"checks": [{"name": camera, "bundle": str(bundle), "source": camera}]}
+        for name, camera in (("A", "top"), ("B", "side"))
+    }
+    config = _triggered(tmp_path, bundle, ("top", "side"), recipes)
+    station = Station(config, build_sinks(config))
+    station.start()
+    return station
+
+
 def test_changeover_to_a_recipe_on_another_triggered_camera_keeps_every_trigger(station_bundle, tmp_path):
     # Found: parts were paired by per-camera frame count, so after 3 parts on "top" the first 3
     # frames of "side" counted as late and all 3 triggers under recipe B gave nothing.
-    config = _triggered(
-        tmp_path,
-        station_bundle,
-        ("top", "side"),
-        {
-            "A": {"checks": [{"name": "top", "bundle": str(station_bundle), "source": "top"}]},
-            "B": {"checks": [{"name": "side", "bundle": str(station_bundle), "source": "side"}]},
-        },
-    )
-    station = Station(config, build_sinks(config))
-    station.start()
+    station = _one_recipe_per_camera(tmp_path, station_bundle)
     try:
         for i in range(3):
             station.trigger(f"A-{i}")
@@ -73,17 +75,7 @@ def test_changeover_to_a_recipe_on_another_triggered_camera_keeps_every_trigger(
 
 
 def test_a_trigger_the_active_recipe_cannot_serve_is_refused_and_recorded(station_bundle, tmp_path):
-    config = _triggered(
-        tmp_path,
-        station_bundle,
-        ("top", "side"),
-        {
-            "A": {"checks": [{"name": "top", "bundle": str(station_bundle), "source": "top"}]},
-            "B": {"checks": [{"name": "side", "bundle": str(station_bundle), "source": "side"}]},
-        },
-    )
-    station = Station(config, build_sinks(config))
-    station.start()
+    station = _one_recipe_per_camera(tmp_path, station_bundle)
     try:
         with pytest.raises(TriggerRefused, match=r"triggered source\(s\) \['top'\]"):
             station.trigger("PN-1", source="side")  # recipe A does not read "side"
@@ -540,3 +532,45 @@ def test_overload_is_bounded_and_a_stop_mid_overload_records_every_decided_part(
     # Every image the line produced is a recorded part or a counted refusal; none vanished.
     assert len(parts) + station.counters["refused_backlog"] + station.counters["late_frames"] == produced
     assert any(e["kind"] == "backlog_full" for e in events)
+
+
+def test_a_part_failed_as_overload_keeps_its_image(station_bundle, tmp_path):
+    # Found: parts failed as overload kept no image, against "every NG/REVIEW image is archived".
+    from lineguard.store import ImageArchive
+
+    write_line(tmp_path / "line", 4, defect_every=0)
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 6000, "limit": 40}},
+        queue_size=1,
+    )
+    station = Station(config, build_sinks(config))
+    runner = station.recipe.runners[0]
+    inspect = runner.run
+    runner.run = lambda image: (time.sleep(0.05), inspect(image))[1]  # 20 parts/s: the line gives 100
+    run_to_end(station)
+    overloaded = [p for p in recorded(tmp_path)[0] if "overload" in p.checks[0].reason]
+    assert overloaded, "the line did not outrun the inspection"
+    archive = ImageArchive(tmp_path / "state" / "images")
+    for part in overloaded:
+        assert part.verdict != "OK" and part.checks[0].image_sha256 is not None
+        assert archive.get_png(part.checks[0].image_sha256).startswith(b"\x89PNG")
+
+
+def test_start_up_refuses_an_unreachable_database(station_bundle, tmp_path):
+    from postgres_server import free_port
+
+    write_line(tmp_path / "line", 1, defect_every=0)
+    url = f"postgresql+psycopg://lineguard:secret@127.0.0.1:{free_port()}/nowhere"
+    config = station_config(tmp_path, station_bundle, tmp_path / "line", store={"url": url})
+    station = Station(config, build_sinks(config))
+    with pytest.raises(OSError, match=r"record database .*127\.0\.0\.1.* unreachable") as info:
+        station.start()
+    assert "secret" not in str(info.value)
+    lenient = station_config(
+        tmp_path, station_bundle, tmp_path / "line", store={"url": url, "require_database_at_start": False}
+    )
+    station = run_to_end(Station(lenient, build_sinks(lenient)))
+    assert station.counters["journalled"] == 1  # on the journal, to be replayed when the database is back

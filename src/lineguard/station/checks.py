@@ -25,6 +25,9 @@ class CheckRun:
     image: np.ndarray | None = None  # the region the model judged
     anomaly_map: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The image as acquired (encoded bytes or pixels) when the check could not run on it
+    # (overload): a fail-safe part still keeps the image that was read.
+    unjudged: bytes | np.ndarray | None = None
 
 
 class CheckRunner:

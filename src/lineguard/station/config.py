@@ -171,6 +171,11 @@ class StoreConfig(_Strict):
     archive: Path | None = None
     keep_ok_every: int = Field(100, ge=0, description="archive 1 OK image in N (NG/REVIEW always); 0 = none")
     keep_heatmaps: bool = True
+    require_database_at_start: bool = Field(
+        True,
+        description="refuse to start while the database is unreachable (a wrong URL would otherwise "
+        "put every part in the journal); false: start on the journal and replay later",
+    )
 
 
 class JsonlSinkConfig(_Strict):

@@ -185,6 +185,8 @@ class Station:
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.config.store.require_database_at_start:
+            self.store.verify()
         # Every source some recipe reads: a changeover may switch to checks on another camera.
         used = {check.source for recipe in self.config.recipes.values() for check in recipe.checks}
         for name, source_config in self.config.sources.items():
@@ -451,7 +453,9 @@ class Station:
         except queue.Full:
             with self._lock:
                 self.counters["overload"] += 1
-            self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, "overload: inspection queue full")))
+            unjudged = frame.data if frame.data is not None else frame.image
+            outcome = CheckOutcome(runner.name, None, None, "overload: inspection queue full")
+            self._add(uid, CheckRun(outcome, unjudged=unjudged))
 
     def _cascade_after(self, uid: str, recipe: _Recipe, outcome: CheckOutcome) -> None:
         """A pre-screen decided: its detailed checks run if it flagged or failed the part, else skip."""
@@ -631,6 +635,11 @@ class Station:
             else:
                 decision, reason = Decision(outcome.decision).value, outcome.reason
             image_sha = heatmap_sha = None
+            if keep and run is not None and run.image is None and run.unjudged is not None:
+                try:
+                    image_sha = self._archive_unjudged(run.unjudged)
+                except (OSError, ValueError) as exc:
+                    reasons.append(f"{runner.name}: image not archived ({exc})")
             if keep and run is not None and run.image is not None:
                 try:
                     image_sha = self.archive.put_image(run.image)
@@ -663,6 +672,14 @@ class Station:
             reason="; ".join(reasons),
             recipe=recipe.name,
         )
+
+    def _archive_unjudged(self, image: bytes | np.ndarray) -> str:
+        """The acquired image of a check that could not run: PNG bytes as they are, else as PNG."""
+        if isinstance(image, bytes):
+            if image.startswith(b"\x89PNG\r\n\x1a\n"):
+                return self.archive.put_png(image)
+            image = decode_image(image, "acquired image")
+        return self.archive.put_image(image)
 
     def _fail(self, error: str) -> None:
         """Stop deciding: the line must see the station as faulted, not as passing parts."""

@@ -133,6 +133,16 @@ class RecordStore:
             Base.metadata.create_all(self.engine)
             self._schema_ready = True
 
+    def verify(self) -> None:
+        """Raise OSError, naming the database (password hidden), unless it answers and has the schema."""
+        try:
+            self._ensure_schema()
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+        except (SQLAlchemyError, OSError) as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise OSError(f"record database {where} unreachable: {str(exc).splitlines()[0]}") from None
+
     # -- writing -------------------------------------------------------------------------
 
     def record(self, part: PartRecord) -> str:
