@@ -574,3 +574,38 @@ def test_start_up_refuses_an_unreachable_database(station_bundle, tmp_path):
     )
     station = run_to_end(Station(lenient, build_sinks(lenient)))
     assert station.counters["journalled"] == 1  # on the journal, to be replayed when the database is back
+
+
+def test_the_run_summary_says_when_parts_were_failed_as_overload(station_bundle, tmp_path, monkeypatch):
+    # Found: in the README demo under load 160 of 600 parts were NG only by overload, and nothing said so.
+    from typer.testing import CliRunner
+
+    from lineguard.cli import app
+
+    write_line(tmp_path / "line", 4, defect_every=0)
+    config = tmp_path / "station.yaml"
+    import yaml
+
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "station": "test-line",
+                "state_dir": str(tmp_path / "state"),
+                "sources": {
+                    "cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 12000, "limit": 100}
+                },
+                "recipes": {
+                    "parts": {"checks": [{"name": "s", "bundle": str(station_bundle), "source": "cam1"}]}
+                },
+                "recipe": "parts",
+                "queue_size": 1,
+            }
+        )
+    )
+    from lineguard.station.checks import CheckRunner
+
+    inspect = CheckRunner.run
+    monkeypatch.setattr(CheckRunner, "run", lambda self, image: (time.sleep(0.02), inspect(self, image))[1])
+    result = CliRunner().invoke(app, ["run", str(config), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "checks were failed as overload" in result.output

@@ -923,6 +923,17 @@ def run(
     except (LineGuardError, OSError, ValueError, KeyError) as exc:
         _fail(exc)
     typer.echo(_summary_line(station))
+    counters = station.counters
+    if counters["overload"] or counters["refused_backlog"]:
+        # Parts failed without being inspected must not hide in the verdict counts.
+        typer.secho(
+            f"warning: {counters['overload']} checks were failed as overload (the inspection queue was "
+            f"full: those parts are REVIEW/NG without inspection) and {counters['refused_backlog']} parts "
+            "were refused at the source (the record fell behind); lower the line rate, add workers, "
+            "or let the source wait (back-pressure)",
+            fg="yellow",
+            err=True,
+        )
     state = Path(config.state_dir)
     typer.echo(
         f"record: {config.store.url or state / 'record.db'} | "
