@@ -496,17 +496,17 @@ def test_health_is_degraded_when_a_sink_or_source_is_down_and_webhook_drops_are_
         station.stop()
 
 
+def _replayed_line(tmp_path: Path, bundle: Path, n: int, replay: dict, **overrides):
+    """A station on one camera replaying ``n`` good parts (one in four scratched if n > 4)."""
+    write_line(tmp_path / "line", n, defect_every=4 if n > 4 else 0)
+    source = {"kind": "replay", "path": str(tmp_path / "line"), **replay}
+    return station_config(tmp_path, bundle, tmp_path / "line", sources={"cam1": source}, **overrides)
+
+
 def test_overload_is_bounded_and_a_stop_mid_overload_records_every_decided_part(station_bundle, tmp_path):
     # Found: at 2x what the record could take, decided parts queued without bound (1.9 GB in 90 s),
     # and at stop 1,909 of 3,751 decided parts were never recorded.
-    write_line(tmp_path / "line", 8, defect_every=4)
-    config = station_config(
-        tmp_path,
-        station_bundle,
-        tmp_path / "line",
-        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 3000, "loop": True}},
-        record_backlog=16,
-    )
+    config = _replayed_line(tmp_path, station_bundle, 8, {"ppm": 3000, "loop": True}, record_backlog=16)
     station = Station(config, build_sinks(config))
     real = station.store.record_many
 
@@ -538,14 +538,7 @@ def test_a_part_failed_as_overload_keeps_its_image(station_bundle, tmp_path):
     # Found: parts failed as overload kept no image, against "every NG/REVIEW image is archived".
     from lineguard.store import ImageArchive
 
-    write_line(tmp_path / "line", 4, defect_every=0)
-    config = station_config(
-        tmp_path,
-        station_bundle,
-        tmp_path / "line",
-        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 6000, "limit": 40}},
-        queue_size=1,
-    )
+    config = _replayed_line(tmp_path, station_bundle, 4, {"ppm": 6000, "limit": 40}, queue_size=1)
     station = Station(config, build_sinks(config))
     runner = station.recipe.runners[0]
     inspect = runner.run

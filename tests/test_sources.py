@@ -50,12 +50,20 @@ def test_line_scan_by_line_count_keeps_every_line_in_order():
         asm.push(np.zeros((2, 5), np.uint8))
 
 
+def _belt(positions: np.ndarray) -> np.ndarray:
+    """Line-scan lines of a surface that is a function of position along the belt (16 px wide)."""
+    return ((128 + 100 * np.sin(positions / 7.0))[:, None] * np.ones((1, 16))).astype(np.float32)
+
+
+def _assert_same_part(steady: list[np.ndarray], varying: list[np.ndarray]) -> None:
+    assert len(steady) >= 2 and len(varying) >= 2 and steady[0].shape == (50, 16)
+    for a, b in zip(steady[:2], varying[:2], strict=True):
+        assert np.abs(a - b).max() < 5.0  # of a 200-level swing: linear interpolation between lines
+
+
 def test_line_scan_by_encoder_gives_the_same_image_at_any_conveyor_speed():
     """The surface is a function of position along the belt; a slow and a varying-speed run must
     reconstruct it identically (to interpolation error), which a fixed line count cannot."""
-
-    def surface(pos):  # intensity along the belt, same across the width
-        return (128 + 100 * np.sin(pos / 7.0))[:, None] * np.ones((1, 16))
 
     def scan(ticks_per_line):
         positions = np.concatenate([[0.0], np.cumsum(ticks_per_line)])  # the part starts at tick 0
@@ -63,15 +71,11 @@ def test_line_scan_by_encoder_gives_the_same_image_at_any_conveyor_speed():
         frames = []
         for start in range(0, len(positions), 37):  # strips of 37 lines, as a frame grabber delivers
             chunk = positions[start : start + 37]
-            frames += asm.push(surface(chunk).astype(np.float32), chunk)
+            frames += asm.push(_belt(chunk), chunk)
         return frames
 
     rng = np.random.default_rng(0)
-    steady = scan(np.full(1000, 2.0))
-    varying = scan(rng.uniform(0.5, 4.0, 2000))
-    assert len(steady) >= 2 and len(varying) >= 2 and steady[0].shape == (50, 16)
-    for a, b in zip(steady[:2], varying[:2], strict=True):
-        assert np.abs(a - b).max() < 5.0  # of a 200-level swing: linear interpolation between lines
+    _assert_same_part(scan(np.full(1000, 2.0)), scan(rng.uniform(0.5, 4.0, 2000)))
     with pytest.raises(ValueError, match="backwards"):
         LineScanAssembler(10, 100).push(np.zeros((3, 4)), np.array([5, 4, 6]))
 
@@ -82,24 +86,17 @@ def test_line_scan_encoder_mode_from_one_encoder_count_per_strip():
     # count per strip (chunk data); lines are spread between one strip's count and the next's.
     from lineguard.station.linescan import EncoderStrips
 
-    def surface(pos):
-        return (128 + 100 * np.sin(pos / 7.0))[:, None] * np.ones((1, 16))
-
     def scan(ticks_per_line_of_strip):
         strips = EncoderStrips(LineScanAssembler(lines_per_frame=50, ticks_per_frame=400))
         frames, position = [], 0.0
         for ticks in ticks_per_line_of_strip:  # the belt's speed changes between strips
             lines = position + ticks * np.arange(37)
-            frames += strips.push(surface(lines).astype(np.float32), position)
+            frames += strips.push(_belt(lines), position)
             position += 37 * ticks
         return frames
 
     rng = np.random.default_rng(1)
-    steady = scan(np.full(30, 2.0))
-    varying = scan(rng.uniform(0.5, 4.0, 60))
-    assert len(steady) >= 2 and len(varying) >= 2 and steady[0].shape == (50, 16)
-    for a, b in zip(steady[:2], varying[:2], strict=True):
-        assert np.abs(a - b).max() < 5.0
+    _assert_same_part(scan(np.full(30, 2.0)), scan(rng.uniform(0.5, 4.0, 60)))
     with pytest.raises(ValueError, match="no encoder value"):
         EncoderStrips(LineScanAssembler(10, 100)).push(np.zeros((3, 4)), None)
 
