@@ -10,7 +10,14 @@ from lineguard.decision.thresholds import (
     frr_threshold,
     sensitivity_threshold,
 )
-from lineguard.decision.verdict import AssembledPart, CheckOutcome, PartAssembler, VerdictPolicy, combine
+from lineguard.decision.verdict import (
+    AssembledPart,
+    CheckOutcome,
+    PartAssembler,
+    VerdictPolicy,
+    check_decision,
+    combine,
+)
 
 __all__ = [
     "MAX_EXPECTED_ESCAPE",
@@ -22,6 +29,7 @@ __all__ = [
     "PartAssembler",
     "VerdictPolicy",
     "calibrate",
+    "check_decision",
     "combine",
     "f1_optimal_threshold",
     "frr_threshold",

@@ -47,6 +47,16 @@ class VerdictPolicy:
                 raise ValueError(f"{name}: a part without a complete inspection is REVIEW or NG, never OK")
 
 
+def check_decision(outcome: CheckOutcome | None, policy: VerdictPolicy) -> tuple[Decision, str]:
+    """One check's decision and its reason: the fail-safe rule, in one place. Missing (``None``) ->
+    ``policy.missing``; failed (no valid score) -> ``policy.failed``; else what the check decided."""
+    if outcome is None:
+        return Decision(policy.missing), "no result before the deadline"
+    if not outcome.valid:
+        return Decision(policy.failed), outcome.reason or "no valid score"
+    return Decision(outcome.decision), outcome.reason
+
+
 def combine(
     expected: Sequence[str], outcomes: Mapping[str, CheckOutcome], policy: VerdictPolicy
 ) -> tuple[Decision, str]:
@@ -59,16 +69,12 @@ def combine(
     verdict, reasons = Decision.OK, []
     for name in expected:
         outcome = outcomes.get(name)
-        if outcome is None:
-            decision, why = policy.missing, f"{name}: no result before the deadline"
-        elif not outcome.valid:
-            decision, why = policy.failed, f"{name}: {outcome.reason or 'no valid score'}"
-        else:
-            decision = Decision(outcome.decision)
-            detail = f" ({outcome.reason})" if outcome.reason else ""
-            why = f"{name}: {decision.value}{detail}" if decision != Decision.OK else ""
+        decision, why = check_decision(outcome, policy)
+        if outcome is not None and outcome.valid:  # a decided check: its decision, then what it saw
+            detail = f" ({why})" if why else ""
+            why = f"{decision.value}{detail}" if decision != Decision.OK else ""
         if why:
-            reasons.append(why)
+            reasons.append(f"{name}: {why}")
         if SEVERITY[decision] > SEVERITY[verdict]:
             verdict = decision
     return verdict, "; ".join(reasons)

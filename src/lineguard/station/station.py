@@ -34,7 +34,14 @@ import cv2
 import numpy as np
 
 from lineguard.data.image_io import decode_image
-from lineguard.decision import AssembledPart, CheckOutcome, Decision, PartAssembler, VerdictPolicy
+from lineguard.decision import (
+    AssembledPart,
+    CheckOutcome,
+    Decision,
+    PartAssembler,
+    VerdictPolicy,
+    check_decision,
+)
 from lineguard.errors import DataError, TriggerRefused
 from lineguard.sinks.handshake import ErrorCode, PublishedResult
 from lineguard.station.checks import CheckRun, CheckRunner
@@ -628,12 +635,8 @@ class Station:
                 continue  # cascade: the pre-screen passed the part; the detailed check was not needed
             outcome = part.outcomes.get(runner.name)
             run = runs.get(runner.name)
-            if outcome is None:
-                decision, reason = recipe.assembler.policy.missing.value, "no result before the deadline"
-            elif not outcome.valid:
-                decision, reason = recipe.assembler.policy.failed.value, outcome.reason or "no valid score"
-            else:
-                decision, reason = Decision(outcome.decision).value, outcome.reason
+            decided, reason = check_decision(outcome, recipe.assembler.policy)  # the one fail-safe rule
+            decision = decided.value
             image_sha = heatmap_sha = None
             if keep and run is not None and run.image is None and run.unjudged is not None:
                 try:
