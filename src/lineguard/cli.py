@@ -578,8 +578,9 @@ def _say_escapes(metrics: dict) -> None:
 def _evaluate_supervised(
     estimator, task: str, data: Path, format: str, out: Path, seed, test_fraction
 ) -> None:
+    # Torch-free: a bundle is evaluated on the line PC's install (ONNX Runtime only).
+    from lineguard.data.labels import labelled_split
     from lineguard.evaluation.classification import evaluate_classifier
-    from lineguard.train.supervised import labelled_split
 
     info = estimator.metadata.get("split", {})
     annotated, split = labelled_split(

@@ -358,3 +358,11 @@ def refuse_seen(samples: Sequence[AnnotatedSample], seen_files: Sequence[str]) -
     overlap = [s.path for s in samples if str(Path(s.path).resolve()) in seen]
     if overlap:
         raise ValueError(f"{len(overlap)} test images were used in training or validation, e.g. {overlap[0]}")
+
+
+def labelled_split(
+    data: str | Path, format: str, seed: int, val: float, test: float, task: str = "classify"
+) -> tuple[AnnotatedSet, AnnotatedSplit]:
+    """Read a labelled set and split it as training did (evaluate re-creates the split from the seed)."""
+    annotated = read_annotated(data, format, task)
+    return annotated, split_annotated(annotated, val=val, test=test, seed=seed)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lineguard.data.labels import refuse_seen
-from lineguard.supervised.calibration import expected_calibration_error
+from lineguard.metrics.calibration import expected_calibration_error
 
 
 def classification_metrics(

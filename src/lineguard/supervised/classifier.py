@@ -20,9 +20,9 @@ from torch import nn
 
 from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
 from lineguard.data.samples import GOOD_CLASS_NAMES
+from lineguard.metrics.calibration import expected_calibration_error, fit_temperature, softmax
 from lineguard.results import ClassPrediction
 from lineguard.supervised.base import SupervisedModel, stack_prepared
-from lineguard.supervised.calibration import expected_calibration_error, fit_temperature, softmax
 
 
 class ClassifierNet(nn.Module):

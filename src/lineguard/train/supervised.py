@@ -6,20 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lineguard.data import read_image
-from lineguard.data.labels import (
-    AnnotatedSample,
-    AnnotatedSet,
-    AnnotatedSplit,
-    read_annotated,
-    split_annotated,
-)
-
-
-def labelled_split(
-    data: str | Path, format: str, seed: int, val: float, test: float, task: str = "classify"
-) -> tuple[AnnotatedSet, AnnotatedSplit]:
-    annotated = read_annotated(data, format, task)
-    return annotated, split_annotated(annotated, val=val, test=test, seed=seed)
+from lineguard.data.labels import AnnotatedSample, AnnotatedSet, AnnotatedSplit, labelled_split
 
 
 def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> tuple[list, list[int]]:
