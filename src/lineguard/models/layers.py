@@ -71,12 +71,14 @@ def nearest_neighbour(
     """Euclidean distance from each query row to its nearest bank row, and that row's index (exact).
 
     ||q - b||^2 = ||q||^2 - 2 q.b + ||b||^2 turns the search into one matrix
-    product, which BLAS (and ONNX Runtime's MatMul) run fast.
+    product, which BLAS (and ONNX Runtime's Gemm) run fast. ||b||^2 rides in the product as its
+    bias (one addmm / Gemm writes the (queries x bank) matrix, no element-wise pass over it), and
+    ||q||^2, the same for a whole row, is added after the row's minimum.
     """
-    q_sq = (queries * queries).sum(dim=1, keepdim=True)
-    d2 = q_sq - 2.0 * queries @ bank.T + bank_sq_norm[None, :]
+    d2 = torch.addmm(bank_sq_norm[None, :], queries, bank.T, beta=1.0, alpha=-2.0)
     best = d2.min(dim=1)
-    return best.values.clamp_min(0.0).sqrt(), best.indices
+    q_sq = (queries * queries).sum(dim=1)
+    return (best.values + q_sq).clamp_min(0.0).sqrt(), best.indices
 
 
 def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor) -> torch.Tensor:
