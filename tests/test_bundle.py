@@ -224,3 +224,13 @@ def test_reference_patchcore_bundle_parity_and_faiss_refused(parts, tmp_path):
     assert_parity(model, tmp_path / "b", parts["test_good"][:3] + parts["defect"][:3])
     with pytest.raises(ValueError, match="only the in-graph search"):
         export_bundle(model, tmp_path / "f", search="faiss-flat")
+
+
+def test_the_eager_search_blocks_never_reach_the_bundle_graph(parts, tmp_path, monkeypatch):
+    """Blocks are for PyTorch's memory; traced into the graph they would fix the batch size."""
+    import lineguard.models.layers as layers
+
+    model = fitted("patchcore", parts["good"][:6])
+    monkeypatch.setattr(layers, "SEARCH_BLOCK_ELEMENTS", 1)  # every query its own block, in eager
+    export_bundle(model, tmp_path / "b")
+    assert_parity(model, tmp_path / "b", parts["defect"][:3] + parts["test_good"][:2])

@@ -69,3 +69,17 @@ def test_nearest_distance_matches_brute_force():
     np.testing.assert_allclose(got[:5], 0.0, atol=1e-2)
     np.testing.assert_allclose(got[5:], want[5:], rtol=1e-4)
     assert np.all(np.isfinite(got))
+
+
+def test_the_eager_search_in_blocks_gives_the_one_shot_answer(monkeypatch):
+    import lineguard.models.layers as layers
+
+    rng = np.random.default_rng(3)
+    q = torch.from_numpy(rng.normal(size=(1000, 32)).astype(np.float32))
+    bank = torch.from_numpy(rng.normal(size=(300, 32)).astype(np.float32))
+    norms = (bank * bank).sum(1)
+    whole = layers.nearest_neighbour(q, bank, norms)
+    monkeypatch.setattr(layers, "SEARCH_BLOCK_ELEMENTS", 300 * 64)  # blocks of 64 queries, ragged tail
+    blocked = layers.nearest_neighbour(q, bank, norms)
+    assert torch.equal(blocked[1], whole[1])
+    torch.testing.assert_close(blocked[0], whole[0], rtol=1e-6, atol=1e-6)

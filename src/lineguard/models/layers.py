@@ -65,6 +65,10 @@ class AnomalyMapHead(nn.Module):
         return m[:, 0]
 
 
+# The (queries x bank) distance block the eager search holds at once: 2^24 floats = 64 MB.
+SEARCH_BLOCK_ELEMENTS = 1 << 24
+
+
 def nearest_neighbour(
     queries: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,6 +79,12 @@ def nearest_neighbour(
     bias (one addmm / Gemm writes the (queries x bank) matrix, no element-wise pass over it), and
     ||q||^2, the same for a whole row, is added after the row's minimum.
     """
+    rows = max(1, SEARCH_BLOCK_ELEMENTS // max(1, int(bank.shape[0])))
+    if queries.shape[0] > rows and not torch.onnx.is_in_onnx_export():
+        # Eager (fit, evaluate on a model folder): queries in blocks, so memory stays bounded
+        # whatever the batch, the image size or the bank.
+        parts = [nearest_neighbour(block, bank, bank_sq_norm) for block in queries.split(rows)]
+        return torch.cat([d for d, _ in parts]), torch.cat([i for _, i in parts])
     d2 = torch.addmm(bank_sq_norm[None, :], queries, bank.T, beta=1.0, alpha=-2.0)
     best = d2.min(dim=1)
     q_sq = (queries * queries).sum(dim=1)
