@@ -221,6 +221,7 @@ def run_hostile(workdir: Path, bundle: Path, cells: list[Path]) -> dict:
         store.close()
     by_stem = {p.part_id: p for p in parts}
     rows: dict[str, Counter] = {}
+    changes: dict[str, list[tuple[int, int]]] = {}  # per class: (pixels changed, of) per wrong OK
     for stem, (kind, intact) in truth.items():
         row = rows.setdefault(kind, Counter())
         row["tried"] += 1
@@ -233,15 +234,23 @@ def run_hostile(workdir: Path, bundle: Path, cells: list[Path]) -> dict:
         row[part.verdict] += 1
         if part.verdict == "OK":
             path = next(folder.glob(f"{stem}.*"))
+            changed = -1  # pixels that differ from the intact image; -1: not comparable
             try:
                 pixels = decode_image(path.read_bytes(), path)
-                damaged = intact is None or pixels.shape != intact.shape or not np.array_equal(pixels, intact)
+                if intact is not None and pixels.shape == intact.shape:
+                    delta = pixels.astype(np.int32) != intact.astype(np.int32)
+                    changed = int(delta.any(axis=2).sum() if delta.ndim == 3 else delta.sum())
+                damaged = changed != 0
             except DataError:
                 damaged = True
-            row["wrong OK"] += damaged and kind != "odd mode"
+            if damaged and kind != "odd mode":
+                row["wrong OK"] += 1
+                total = int(np.prod(intact.shape[:2])) if intact is not None else 0
+                changes.setdefault(kind, []).append((changed, total))
     named = [p for p in parts if p.part_id not in truth]
     return {
         "rows": {k: dict(v) for k, v in rows.items()},
+        "changed_pixels": changes,
         "exit_code": done.returncode,
         "traceback": "Traceback" in done.stderr,
         "names_tried": n_names,
@@ -419,6 +428,14 @@ def record_capacity(workdir: Path, cells: list[Path], ng_share: float, n: int = 
 # -- the table -------------------------------------------------------------------------------
 
 
+def _spread(values: list | None) -> str:
+    """Median and largest number of pixels a wrong OK's image differs by, of the image's pixels."""
+    if not values:
+        return "-"
+    changed = [c for c, _ in values]
+    return f"{int(np.median(changed))}, {max(changed)} of {values[0][1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -460,15 +477,15 @@ def main() -> None:
         "**wrong OK** is a damaged file decided OK with pixels other than the intact image's.",
         "",
         "| hostile images | tried | refused (fail-safe) | inspected | OK | REVIEW | NG | wrong OK "
-        "| not recorded |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| pixels changed in them (median, max) | not recorded |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, row in hostile["rows"].items():
         text.append(
             f"| {kind} | {row.get('tried', 0)} | {row.get('refused (fail-safe)', 0)} | "
             f"{row.get('inspected', 0)} | "
             f"{row.get('OK', 0)} | {row.get('REVIEW', 0)} | {row.get('NG', 0)} | {row.get('wrong OK', 0)} | "
-            f"{row.get('not recorded', 0)} |"
+            f"{_spread(hostile['changed_pixels'].get(kind))} | {row.get('not recorded', 0)} |"
         )
     wrong = sum(r.get("wrong OK", 0) for r in hostile["rows"].values())
     halts = hostile["names_tried"] - hostile["names_recorded"] + (hostile["exit_code"] not in (0, 1))
