@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import cv2
 import numpy as np
@@ -309,25 +309,28 @@ class Station:
         with self._lock:
             recipe = self.recipe
             fired = [n for n in recipe.by_source if n in self.sources and self.sources[n].gate is not None]
+            refusal = None
             if not fired:
-                self._refuse_trigger(f"recipe {recipe.name!r} reads no source that takes triggers", "source")
-            if source is not None and fired != [source]:
-                self._refuse_trigger(
+                refusal = f"recipe {recipe.name!r} reads no source that takes triggers"
+            elif source is not None and fired != [source]:
+                refusal = (
                     f"recipe {recipe.name!r} takes each part from the triggered source(s) {fired}: "
-                    f"a trigger fires them all (name no source, or the recipe's only one)",
-                    "source",
+                    f"a trigger fires them all (name no source, or the recipe's only one)"
                 )
-            number, self._triggers = self._triggers, self._triggers + 1
-            uid = f"{self.run_id}-t{number:07d}"
-            recipe.assembler.open(uid, part_id)
-            self._trigger_uid[number] = uid
-            self._part_started[uid] = time.monotonic()
-            self._part_recipe[uid] = recipe
+            else:
+                number, self._triggers = self._triggers, self._triggers + 1
+                uid = f"{self.run_id}-t{number:07d}"
+                recipe.assembler.open(uid, part_id)
+                self._trigger_uid[number] = uid
+                self._part_started[uid] = time.monotonic()
+                self._part_recipe[uid] = recipe
+        if refusal is not None:  # outside the lock: recording the event may wait on the database
+            self._refuse_trigger(refusal, "source")
         for name in fired:
             self.sources[name].gate.fire(part_id, number)
         return len(fired)
 
-    def _refuse_trigger(self, why: str, kind: str) -> None:
+    def _refuse_trigger(self, why: str, kind: str) -> NoReturn:
         with self._lock:
             self.counters["triggers_refused"] += 1
         self.store.add_event(self.name, "trigger_refused", why)
