@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import cv2
 import numpy as np
 
-from lineguard.data.image_io import decode_image
+from lineguard.data.image_io import decode_image, image_format
 from lineguard.decision import (
     AssembledPart,
     CheckOutcome,
@@ -252,7 +252,7 @@ class Station:
             if thread is not self._decider:
                 thread.join(timeout=5.0)
         with self._lock:  # images taken but not decided in time: fail-safe parts, never dropped
-            for recipe in {id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values():
+            for recipe in self._recipes_in_flight():
                 for part in recipe.assembler.close_all():
                     self._closed.put(part)
         self._halt_decide.set()
@@ -299,7 +299,7 @@ class Station:
             part_id = admit_part_id(part_id)
         except ValueError as exc:
             self._refuse_trigger(f"part ID refused: {exc}", "part_id")
-        if self._closed.qsize() >= self.config.record_backlog:
+        if self._backlog_full():
             self._refuse_trigger(
                 f"{self.config.record_backlog} decided parts wait to be recorded (record backlog full)",
                 "backlog",
@@ -308,7 +308,7 @@ class Station:
         self._accepting.wait(self.config.deadline_ms / 1e3 + 5.0)
         with self._lock:
             recipe = self.recipe
-            fired = [n for n in recipe.by_source if n in self.sources and self.sources[n].gate is not None]
+            fired = self._triggered_sources(recipe)
             refusal = None
             if not fired:
                 refusal = f"recipe {recipe.name!r} reads no source that takes triggers"
@@ -356,42 +356,22 @@ class Station:
         if frame.trigger is None and not self._record_has_room(backpressure):
             return
         frame = self._admit_name(frame)
-        key: tuple[str, int] | None = None  # free-running parts: paired by (recipe, frame count)
         with self._lock:
-            if frame.trigger is not None:
-                uid = self._trigger_uid.get(frame.trigger)
-                if uid is None or (frame.trigger, frame.source) in self._trigger_frames:
-                    self.counters["late_frames"] += 1  # its part was decided without it, or a second image
+            recipe = self.recipe
+            if frame.trigger is None and not recipe.by_source.get(frame.source):
+                return  # a camera the active recipe does not read
+            if frame.trigger is not None or self._triggered_sources(recipe):
+                slot = self._waiting_part(frame, recipe)
+                if slot is None:  # its part was decided without it, a second image, or no part waits
+                    self.counters["late_frames"] += 1
                     return
-                self._trigger_frames.add((frame.trigger, frame.source))
+                number, uid = slot
+                self._trigger_frames.add((number, frame.source))
                 recipe = self._part_recipe[uid]
-                runners = recipe.by_source.get(frame.source, [])
                 if frame.part_id:
                     recipe.assembler.name(uid, frame.part_id)
-            else:
-                recipe = self.recipe
-                runners = recipe.by_source.get(frame.source, [])
-                if not runners:
-                    return
-                if any(self.sources[n].gate is not None for n in recipe.by_source if n in self.sources):
-                    # A free-running camera in a triggered recipe (a line-scan camera on the encoder
-                    # beside a triggered area camera): its image joins the oldest part still waiting.
-                    waiting = [
-                        (number, uid)
-                        for number, uid in self._trigger_uid.items()
-                        if self._part_recipe.get(uid) is recipe
-                        and (number, frame.source) not in self._trigger_frames
-                    ]
-                    if not waiting:
-                        self.counters["late_frames"] += 1  # no part is waiting for an image from it
-                        return
-                    number, uid = waiting[0]
-                    self._trigger_frames.add((number, frame.source))
-                    if frame.part_id:
-                        recipe.assembler.name(uid, frame.part_id)
-                else:
-                    key = (recipe.name, frame.seq)
-            if key is not None:
+            else:  # free-running parts: paired by (recipe, frame count)
+                key = (recipe.name, frame.seq)
                 uid = self._seq_uid.get(key)
                 if uid is None:
                     if frame.seq in self._closed_seq:
@@ -402,6 +382,7 @@ class Station:
                     self._seq_uid[key] = uid
                     self._part_started[uid] = frame.acquired
                     self._part_recipe[uid] = recipe
+            runners = recipe.by_source.get(frame.source, [])
             if frame.on_recorded is not None:
                 self._on_recorded.setdefault(uid, []).append(frame.on_recorded)
         for runner in runners:
@@ -415,15 +396,42 @@ class Station:
                     continue  # the pre-screen passed the part: this check was skipped
             self._enqueue(uid, runner, frame, backpressure)
 
+    def _waiting_part(self, frame: Frame, recipe: _Recipe) -> tuple[int, str] | None:
+        """(trigger number, uid) of the triggered part this image belongs to: its own trigger's, or
+        for a free-running camera in a triggered recipe (a line-scan camera on the encoder beside a
+        triggered area camera) the oldest part still waiting for an image from it."""
+        if frame.trigger is not None:
+            uid = self._trigger_uid.get(frame.trigger)
+            waiting = uid is not None and (frame.trigger, frame.source) not in self._trigger_frames
+            return (frame.trigger, uid) if waiting else None
+        return next(
+            (
+                (number, uid)
+                for number, uid in self._trigger_uid.items()
+                if self._part_recipe.get(uid) is recipe and (number, frame.source) not in self._trigger_frames
+            ),
+            None,
+        )
+
+    def _triggered_sources(self, recipe: _Recipe) -> list[str]:
+        """The sources this recipe reads that take triggers: what one trigger fires."""
+        return [n for n in recipe.by_source if n in self.sources and self.sources[n].gate is not None]
+
+    def _recipes_in_flight(self) -> list[_Recipe]:
+        """The active recipe and every recipe a part still open was taken under (each once)."""
+        return list({id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values())
+
+    def _backlog_full(self) -> bool:
+        return self._closed.qsize() >= self.config.record_backlog
+
     def _record_has_room(self, can_wait: bool) -> bool:
         """Bounded end to end: while the record is ``record_backlog`` parts behind, a source that
         can wait (files) waits; a part from one that cannot (a camera, a line) is refused at the
         source — counted, with an event when refusing starts and when the backlog has drained."""
-        limit = self.config.record_backlog
-        if self._closed.qsize() < limit:
+        if not self._backlog_full():
             return True
         if can_wait:
-            while self._closed.qsize() >= limit and not self._stop.is_set():
+            while self._backlog_full() and not self._stop.is_set():
                 time.sleep(0.005)
             return True
         with self._lock:
@@ -433,7 +441,8 @@ class Station:
             self.store.add_event(
                 self.name,
                 "backlog_full",
-                f"{limit} decided parts wait to be recorded: refusing parts at the source",
+                f"{self.config.record_backlog} decided parts wait to be recorded: "
+                "refusing parts at the source",
             )
         return False
 
@@ -545,7 +554,7 @@ class Station:
             except queue.Empty:
                 pass
             with self._lock:
-                for recipe in {id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values():
+                for recipe in self._recipes_in_flight():
                     parts.extend(recipe.assembler.expire())
             if not parts or self.state == "error":
                 continue  # nothing more is reported once a decision could not be made durable
@@ -682,7 +691,7 @@ class Station:
     def _archive_unjudged(self, image: bytes | np.ndarray) -> str:
         """The acquired image of a check that could not run: PNG bytes as they are, else as PNG."""
         if isinstance(image, bytes):
-            if image.startswith(b"\x89PNG\r\n\x1a\n"):
+            if image_format(image) == "PNG":
                 return self.archive.put_png(image)
             image = decode_image(image, "acquired image")
         return self.archive.put_image(image)
@@ -758,7 +767,6 @@ class Station:
                 "record_backlog": self._closed.qsize(),
                 "record_backlog_age_s": self._backlog_age(now),
                 "journal_pending": len(self.store.journal),
-                "quarantined": self.counters["quarantined"],
                 "store_error": self.store.last_error,
                 "sinks": {type(sink).__name__: sink.stats() for sink in self.sinks if hasattr(sink, "stats")},
                 "last_result": None if self.last_result is None else self.last_result.__dict__,
