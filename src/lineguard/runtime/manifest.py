@@ -56,11 +56,9 @@ def manifest_sha256(bundle: str | Path) -> str:
 
     bundle = Path(bundle)
     if bundle.is_dir():
-        data = (bundle / MANIFEST_FILE).read_bytes()
-    else:
-        with zipfile.ZipFile(bundle) as zf:
-            data = zf.read(MANIFEST_FILE)
-    return hashlib.sha256(data).hexdigest()
+        return file_sha256(bundle / MANIFEST_FILE)
+    with zipfile.ZipFile(bundle) as zf:
+        return hashlib.sha256(zf.read(MANIFEST_FILE)).hexdigest()
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lineguard.sinks.handshake import ErrorCode, PublishedResult
+from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
 
 log = logging.getLogger("lineguard.sinks")
 
@@ -57,6 +57,26 @@ class Sink:
 
     def close(self) -> None:
         pass
+
+
+class PlcServerSink(Sink):
+    """A PLC server (Modbus, OPC UA): results go through the shared handshake; the server runs in
+    its own thread, and a dead thread is the sink's problem."""
+
+    server = "PLC server"
+    handshake: Handshake
+    _thread: threading.Thread | None = None
+
+    def publish(self, result: PublishedResult) -> None:
+        self.handshake.publish(result)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.handshake.state().counters)
+
+    def problem(self) -> str | None:
+        if self._thread is not None and not self._thread.is_alive():
+            return f"{self.server} stopped"
+        return None
 
 
 class JsonlSink(Sink):

@@ -25,8 +25,8 @@ import threading
 import time
 from typing import Any
 
-from lineguard.sinks.basic import Sink, claim_port
-from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
+from lineguard.sinks.basic import PlcServerSink, claim_port
+from lineguard.sinks.handshake import ErrorCode, Handshake
 
 COIL_TRIGGER, COIL_RESULT_ACK, COIL_ERROR_RESET = 0, 1, 2
 DI_READY, DI_TRIGGER_ACK, DI_RESULT_VALID, DI_OK, DI_NG, DI_REVIEW, DI_ERROR = range(7)
@@ -90,7 +90,9 @@ def discrete_inputs(handshake: Handshake) -> int:
     return sum(1 << n for n, on in bits.items() if on)
 
 
-class ModbusSink(Sink):
+class ModbusSink(PlcServerSink):
+    server = "Modbus server"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 502, device_id: int = 1, result_buffer: int = 16):
         self.host, self.port, self.device_id = host, port, device_id
         self.handshake = Handshake(result_buffer)
@@ -155,17 +157,6 @@ class ModbusSink(Sink):
         self._thread.start()
         ready.wait(5)
         _wait_listening(self.host, self.port, f"Modbus server on {self.host}:{self.port}")
-
-    def publish(self, result: PublishedResult) -> None:
-        self.handshake.publish(result)
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.handshake.state().counters)
-
-    def problem(self) -> str | None:
-        if self._thread is not None and not self._thread.is_alive():
-            return "Modbus server stopped"
-        return None
 
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         self.handshake.set_ready(state == "running", error_code)

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lineguard.sinks.basic import Sink, claim_port
-from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
+from lineguard.sinks.basic import PlcServerSink, claim_port
+from lineguard.sinks.handshake import ErrorCode, Handshake
 
 
 def _ruleset(allow_anonymous_writes: bool):
@@ -72,7 +72,9 @@ class _Users:
         return None  # wrong name or password: the session is refused
 
 
-class OpcUaSink(Sink):
+class OpcUaSink(PlcServerSink):
+    server = "OPC UA server"
+
     def __init__(
         self,
         endpoint: str = "opc.tcp://127.0.0.1:4840/lineguard/",
@@ -290,17 +292,6 @@ class OpcUaSink(Sink):
                 await put("Counters.Buffered", state.buffered, V.UInt32)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_s)
-
-    def publish(self, result: PublishedResult) -> None:
-        self.handshake.publish(result)
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.handshake.state().counters)
-
-    def problem(self) -> str | None:
-        if self._thread is not None and not self._thread.is_alive():
-            return "OPC UA server stopped"
-        return None
 
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         self._state = state

@@ -37,6 +37,7 @@ from lineguard.station.config import (
     VideoSourceConfig,
 )
 from lineguard.station.linescan import EncoderStrips, LineScanAssembler
+from lineguard.store.journal import append_json_lines, replace_lines
 
 
 @dataclass
@@ -190,7 +191,8 @@ class FolderSource(Source):
             stop.wait(self.config.poll_s)
 
     def _when_recorded(self, path: Path, info: os.stat_result, data: bytes | None) -> Callable[[], None]:
-        digest = hashlib.sha256(data).hexdigest() if data is not None else ""
+        # Hashed only where it is remembered: the source thread is on the line's path.
+        digest = hashlib.sha256(data).hexdigest() if data is not None and self.decided is not None else ""
 
         def done() -> None:
             if self.decided is not None:
@@ -242,20 +244,14 @@ class DecidedFiles:
                         )
                     except (ValueError, KeyError, TypeError):
                         continue  # a damaged line only means that file may be inspected again
-        self._rewrite()  # compacted: one line per name
-
-    def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for name, entry in self.entries.items():
-                fh.write(self._line(name, *entry))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        # Compacted: one line per name.
+        replace_lines(
+            path, [json.dumps(self._doc(name, *entry)) + "\n" for name, entry in self.entries.items()]
+        )
 
     @staticmethod
-    def _line(name: str, size: int, mtime_ns: int, sha256: str) -> str:
-        return json.dumps({"name": name, "size": size, "mtime_ns": mtime_ns, "sha256": sha256}) + "\n"
+    def _doc(name: str, size: int, mtime_ns: int, sha256: str) -> dict:
+        return {"name": name, "size": size, "mtime_ns": mtime_ns, "sha256": sha256}
 
     def holds(self, path: Path, info: os.stat_result) -> bool:
         """Was this very file (same name and content) decided before?"""
@@ -274,10 +270,7 @@ class DecidedFiles:
 
     def add(self, name: str, size: int, mtime_ns: int, sha256: str) -> None:
         self.entries[name] = (size, mtime_ns, sha256)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(self._line(name, size, mtime_ns, sha256))
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_json_lines(self.path, [self._doc(name, size, mtime_ns, sha256)])
 
 
 def _looks_complete(path: Path) -> bool:

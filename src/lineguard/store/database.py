@@ -168,15 +168,16 @@ class RecordStore:
             return ["database"] * len(parts)
         except Exception as exc:
             if _refused_for_content(exc):
-                if len(parts) == 1:
-                    self._quarantine(parts[0], exc)
-                    return ["quarantine"]
-                return [self.record(part) for part in parts]  # find the one(s) refused
-            if not isinstance(exc, (SQLAlchemyError, OSError)):
+                wheres = self._insert_each(parts, via_journal=False)  # find the one(s) refused
+            elif isinstance(exc, (SQLAlchemyError, OSError)):
+                self._failed(exc)
+                wheres = []
+            else:
                 raise
-            self._failed(exc)
-            self.journal.append_many(parts)
-            return ["journal"] * len(parts)
+        rest = parts[len(wheres) :]
+        if rest:
+            self.journal.append_many(rest)
+        return wheres + ["journal"] * len(rest)
 
     def _quarantine(self, part: PartRecord, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
@@ -200,27 +201,31 @@ class RecordStore:
                     raise
                 self._failed(exc)
                 return 0
-            return self._replay_one_by_one(pending)
+            wheres = self._insert_each(pending, via_journal=True)
+            self.journal.consume(len(wheres))  # what is left stays in the journal, in order
+            return wheres.count("database")
         self.journal.consume(len(pending))
         return len(pending)
 
-    def _replay_one_by_one(self, pending: list[PartRecord]) -> int:
-        """Some journalled part is refused for its content: find it, quarantine it, keep the rest."""
-        inserted = done = 0
-        try:
-            for part in pending:
-                try:
-                    self._insert([part], via_journal=True)
-                    inserted += 1
-                except Exception as exc:
-                    if not _refused_for_content(exc):
-                        raise
+    def _insert_each(self, parts: Sequence[PartRecord], via_journal: bool) -> list[str]:
+        """After a batch was refused for its content: one part at a time, each into the database or
+        the quarantine. Stops at the first part the database cannot take for being down; returns
+        where each part before it went ("database" / "quarantine")."""
+        wheres: list[str] = []
+        for part in parts:
+            try:
+                self._insert([part], via_journal=via_journal)
+                wheres.append("database")
+            except Exception as exc:
+                if _refused_for_content(exc):
                     self._quarantine(part, exc)
-                done += 1
-        except (SQLAlchemyError, OSError) as exc:
-            self._failed(exc)  # down again: what is left stays in the journal, in order
-        self.journal.consume(done)
-        return inserted
+                    wheres.append("quarantine")
+                elif isinstance(exc, (SQLAlchemyError, OSError)):
+                    self._failed(exc)
+                    break
+                else:
+                    raise
+        return wheres
 
     def _insert(self, parts: Sequence[PartRecord], via_journal: bool) -> None:
         self._ensure_schema()
@@ -308,10 +313,9 @@ class RecordStore:
 def _refused_for_content(exc: Exception) -> bool:
     """The database took the statement and said no to the values (too long, invalid text, a
     constraint), as opposed to being unreachable: retrying the same record can never succeed."""
-    if isinstance(exc, DataError | IntegrityError):
-        return True
-    # Raised while binding values, before the database is even asked.
-    return isinstance(exc, ValueError | TypeError | UnicodeError) and not isinstance(exc, OSError)
+    # ValueError / TypeError (UnicodeEncodeError among them): raised while binding the values,
+    # before the database is even asked.
+    return isinstance(exc, DataError | IntegrityError | ValueError | TypeError)
 
 
 # Part and check fields stored as they are; the times get their own handling below.

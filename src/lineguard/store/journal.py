@@ -46,7 +46,7 @@ class Journal:
 
     def append_many(self, records: list[PartRecord]) -> None:
         """All of them, with one fsync (group commit)."""
-        _append_lines(self.path, [r.to_dict() for r in records])
+        append_json_lines(self.path, [r.to_dict() for r in records])
         self._count += len(records)
 
     def __len__(self) -> int:
@@ -74,22 +74,27 @@ class Journal:
     def consume(self, count: int) -> None:
         """Drop the first ``count`` records (they are in the database now), atomically."""
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True) if self.path.exists() else []
-        rest = lines[count:]
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.writelines(rest)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        replace_lines(self.path, lines[count:])
         self._count = max(0, self._count - count)
 
 
-def _append_lines(path: Path, docs: list[dict]) -> None:
+def append_json_lines(path: Path, docs: list[dict]) -> None:
+    """One JSON line per document, appended and fsynced before returning (one fsync for all)."""
     text = "".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in docs)
     with path.open("a", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def replace_lines(path: Path, lines: list[str]) -> None:
+    """Replace the file's content with ``lines``, atomically: the old or the new file, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.writelines(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 class Quarantine:
@@ -101,7 +106,7 @@ class Quarantine:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: PartRecord, reason: str) -> None:
-        _append_lines(self.path, [{"reason": reason, "part": record.to_dict()}])
+        append_json_lines(self.path, [{"reason": reason, "part": record.to_dict()}])
 
     def _docs(self) -> Iterator[dict]:
         if self.path.exists():
