@@ -24,6 +24,11 @@ def station_config(tmp_path: Path, bundle: Path, line: Path, **overrides: Any):
     return parse_config(doc)
 
 
+def top_and_side_checks(bundle: Path) -> list[dict[str, str]]:
+    """A recipe's two checks, one on each of the cameras "top" and "side", with one bundle."""
+    return [{"name": camera, "bundle": str(bundle), "source": camera} for camera in ("top", "side")]
+
+
 def run_to_end(station: Station, timeout_s: float = 60.0) -> Station:
     """Start, wait until every finite source is done and every part decided, stop."""
     station.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_line
-from station_helpers import run_to_end, station_config, wait_for
+from station_helpers import run_to_end, station_config, top_and_side_checks, wait_for
 
 from lineguard.errors import TriggerRefused
 from lineguard.sinks.handshake import ErrorCode, Handshake
@@ -92,10 +92,7 @@ def test_a_trigger_the_active_recipe_cannot_serve_is_refused_and_recorded(statio
 
 def test_one_lost_frame_fails_one_part_and_does_not_shift_the_pairing(station_bundle, tmp_path):
     # Found: one dropped frame on a camera paired the wrong images for every later part.
-    checks = [
-        {"name": "top", "bundle": str(station_bundle), "source": "top"},
-        {"name": "side", "bundle": str(station_bundle), "source": "side"},
-    ]
+    checks = top_and_side_checks(station_bundle)
     config = _triggered(
         tmp_path, station_bundle, ("top", "side"), {"parts": {"checks": checks}}, deadline_ms=1500
     )
@@ -256,10 +253,7 @@ def test_a_free_running_camera_beside_a_triggered_one_joins_the_waiting_part(sta
     # examples/station-full.yaml: an area camera on PLC triggers, a line-scan camera on the encoder.
     write_line(tmp_path / "top", 3, defect_every=0, seed=20)
     write_line(tmp_path / "side", 3, defect_every=0, seed=21)
-    checks = [
-        {"name": "top", "bundle": str(station_bundle), "source": "top"},
-        {"name": "side", "bundle": str(station_bundle), "source": "side"},
-    ]
+    checks = top_and_side_checks(station_bundle)
     config = station_config(
         tmp_path,
         station_bundle,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import textured_part, write_line
-from station_helpers import run_to_end, station_config, wait_for
+from station_helpers import run_to_end, station_config, top_and_side_checks, wait_for
 
 from lineguard.station import ConfigError, Station, build_sinks, load_config
 from lineguard.store import ImageArchive, RecordStore, sqlite_url
@@ -139,10 +139,7 @@ def test_overload_fails_parts_it_cannot_inspect_never_drops_them(station_bundle,
 def test_two_cameras_make_one_part_and_a_missing_image_is_never_ok(station_bundle, tmp_path):
     write_line(tmp_path / "top", 6, defect_every=0, seed=4)
     write_line(tmp_path / "side", 5, defect_every=3, seed=5)  # part 2 scratched on the side; no 6th image
-    checks = [
-        {"name": "top", "bundle": str(station_bundle), "source": "top"},
-        {"name": "side", "bundle": str(station_bundle), "source": "side"},
-    ]
+    checks = top_and_side_checks(station_bundle)
     config = station_config(
         tmp_path,
         station_bundle,
