@@ -78,6 +78,7 @@ def main() -> None:
         sys.exit(f"{KSDD} not found")
     import torch
 
+    from lineguard.data.seen import SeenImages
     from lineguard.evaluation.segmentation import evaluate_segmenter
     from lineguard.train.supervised import train_segmenter
 
@@ -100,7 +101,7 @@ def main() -> None:
                     progress=False,
                 )
                 fit_s = time.perf_counter() - start
-                metrics = evaluate_segmenter(model, split.test, None, model.metadata["seen_files"])
+                metrics = evaluate_segmenter(model, split.test, None, SeenImages.of(model.metadata))
             row = {
                 "fraction": fraction,
                 "synthetic": synthetic,

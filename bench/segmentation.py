@@ -90,6 +90,7 @@ def main() -> None:
     import torch
 
     from lineguard.bundle import export_bundle
+    from lineguard.data.seen import SeenImages
     from lineguard.evaluation.segmentation import evaluate_segmenter
     from lineguard.runtime import load_bundle
     from lineguard.train.supervised import train_segmenter
@@ -111,7 +112,7 @@ def main() -> None:
         fit_s = time.perf_counter() - start
         inspector = load_bundle(export_bundle(model, Path(tmp) / "bundle"), threads=1)
         metrics = evaluate_segmenter(
-            inspector, split.test, Path(tmp) / "report", model.metadata["seen_files"]
+            inspector, split.test, Path(tmp) / "report", SeenImages.of(model.metadata)
         )
         cascade = cascade_rows(split, inspector, Path(tmp))
     meta = model.metadata

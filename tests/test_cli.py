@@ -296,3 +296,29 @@ def test_reweighting_without_the_highest_patch_score_is_refused(folder_dataset, 
         app, fit_folder(folder_dataset, tmp_path / "m", "--model", "patchcore", "--reweight-neighbours", "9")
     )
     assert result.exit_code != 0 and "top_fraction" in result.output
+
+
+def test_evaluate_leaves_out_seen_images_by_content_after_the_dataset_moved(
+    trained, folder_dataset, tmp_path
+):
+    # Found: seen images were named by absolute path, so a moved dataset (or any bundle, which
+    # never carried the list) was tested on its own training images without a word.
+    import shutil
+
+    moved = shutil.copytree(folder_dataset, tmp_path / "elsewhere" / "data")
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["export", str(trained), "--out", str(bundle)]).exit_code == 0
+    excluded = {}
+    for name, model, data in (
+        ("model", trained, folder_dataset),
+        ("moved", trained, moved),
+        ("bundle", bundle, moved),
+    ):
+        # Another split seed: this test split holds images the model was fitted or calibrated on.
+        out = tmp_path / name
+        cmd = ["evaluate", str(model), str(data), "--format", "folder", "--out", str(out), "--seed", "7"]
+        result = runner.invoke(app, cmd)
+        assert result.exit_code == 0, result.output
+        excluded[name] = json.loads((out / "metrics.json").read_text())["n_excluded_seen_in_fit"]
+    assert excluded["model"] > 0
+    assert excluded["moved"] == excluded["bundle"] == excluded["model"]

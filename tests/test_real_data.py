@@ -29,8 +29,10 @@ def test_kolektor_cracks_are_localised_with_padim():
     model = fit_anomaly_model(Padim("efficientnet_lite0", (320, 128)), split)
     metrics = evaluate_anomaly_model(model, split)
     # 17 items = 136 images, 17 of them cracked; thresholds were tuned with the
-    # cracked images of the training items, never the test ones.
-    assert metrics["n_good"] + metrics["n_defect"] == 136
+    # cracked images of the training items, never the test ones. kos27 is byte for byte kos34,
+    # a training item at this seed: its 8 images are left out as seen.
+    assert metrics["n_good"] + metrics["n_defect"] + metrics["n_excluded_seen_in_fit"] == 136
+    assert metrics["n_excluded_seen_in_fit"] == 8 and metrics["n_defect"] == 16
     assert metrics["pixel_auroc"] >= 0.93 and metrics["image_auroc"] >= 0.85
     assert metrics["calibration"]["n_defect"] > 0
     assert np.isfinite(metrics["threshold"])

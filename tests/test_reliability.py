@@ -448,7 +448,8 @@ def test_a_recipe_pins_its_bundle_and_an_edited_manifest_is_refused(station_bund
     assert part.checks[0].bundle_sha256 == pin == station.recipe.runners[0].bundle_sha256
 
     manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["calibration"]["thresholds"] = {"review": 1e9, "ng": 1e9}
+    raised = {"review": 1e9, "ng": 1e9}  # both copies, so only the pin can tell
+    manifest["decision"]["thresholds"] = manifest["decision"]["calibration"]["thresholds"] = raised
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match=r"pins manifest sha256 .* changed or replaced"):
         Station(config(), [])

@@ -580,7 +580,10 @@ def _evaluate_supervised(
 ) -> None:
     # Torch-free: a bundle is evaluated on the line PC's install (ONNX Runtime only).
     from lineguard.data.labels import labelled_split
+    from lineguard.data.seen import SeenImages
     from lineguard.evaluation.classification import evaluate_classifier
+
+    seen = SeenImages.of(estimator.metadata)
 
     info = estimator.metadata.get("split", {})
     annotated, split = labelled_split(
@@ -594,7 +597,7 @@ def _evaluate_supervised(
     if task == "detect":
         from lineguard.evaluation.detection import evaluate_detector
 
-        m = evaluate_detector(estimator, split.test, out, estimator.metadata.get("seen_files", ()))
+        m = evaluate_detector(estimator, split.test, out, seen)
         per_class = ", ".join(
             f"{name} {v['ap50']:.3f}" for name, v in m["per_class"].items() if v["ap50"] is not None
         )
@@ -607,7 +610,7 @@ def _evaluate_supervised(
     if task == "segment":
         from lineguard.evaluation.segmentation import evaluate_segmenter
 
-        m = evaluate_segmenter(estimator, split.test, out, estimator.metadata.get("seen_files", ()))
+        m = evaluate_segmenter(estimator, split.test, out, seen)
 
         def fmt(v):
             return "n/a" if v is None else f"{v:.4f}"
@@ -619,9 +622,7 @@ def _evaluate_supervised(
             f"{m['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
         )
         return
-    metrics = evaluate_classifier(
-        estimator, split.test, annotated.classes, out, estimator.metadata.get("seen_files", ())
-    )
+    metrics = evaluate_classifier(estimator, split.test, annotated.classes, out, seen)
     typer.echo(
         f"{metrics['n_images']} test images | accuracy {metrics['accuracy']:.4f} | balanced accuracy "
         f"{metrics['balanced_accuracy']:.4f} | macro F1 {metrics['macro_f1']:.4f} | "
@@ -804,6 +805,7 @@ def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):
     """INT8 calibration images (good training images, spread over the set), the guard's
     validation set (the test split, minus any image the model was fitted or calibrated on)
     and the threshold hold-out on which INT8 scores are mapped (None if not found in DATA)."""
+    from lineguard.data.seen import SeenImages
     from lineguard.evaluation import split_as_fitted, unseen_test_samples
     from lineguard.train.fit import iter_images
 
@@ -812,8 +814,8 @@ def _int8_sets(model, data: Path, format: DataFormat, n_calibration: int):
     test = unseen_test_samples(split, model.metadata)
     if not good or not test:
         raise ValueError(f"{data}: needs good training images and a test split for --int8")
-    held_out = set(model.metadata.get("calibration_files", []))
-    scored = [s for s in split.train if str(s.path.resolve()) in held_out]
+    held_out = SeenImages.of(model.metadata, "calibration")
+    scored = [s for s in split.train if s.path in held_out]
     score_images = list(iter_images(scored)) if len(scored) >= 2 else None
     return list(iter_images(good)), list(iter_images(test)), [int(s.label) for s in test], score_images
 

@@ -21,7 +21,18 @@ from lineguard import __version__
 from lineguard.bundle.files import file_entries, write_manifest
 from lineguard.bundle.graph_passes import fold_constants, fold_pads_into_convs
 from lineguard.models import AnomalyModel
-from lineguard.runtime.manifest import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION
+from lineguard.runtime.manifest import (
+    AnomalyManifest,
+    ClassifyDecision,
+    ClassifyManifest,
+    DecisionSection,
+    DetectManifest,
+    GraphSection,
+    ModelSection,
+    Provenance,
+    SearchSection,
+    SegmentManifest,
+)
 
 GRAPH_FILE = "model.onnx"
 HEAD_FILE = "head.onnx"
@@ -99,19 +110,45 @@ class CalibratedClassifier(nn.Module):
         return torch.softmax(self.normalized(image) / self.temperature, dim=1)
 
 
-def _versions() -> dict[str, str]:
-    return {"lineguard": __version__, "torch": torch.__version__, "python": platform.python_version()}
+def _provenance(model: Any) -> Provenance:
+    """The fit record without the training machine's file lists (they stay in model.json); the
+    images it saw travel as content digests, so `evaluate` on the bundle can refuse them."""
+    metadata = dict(model.metadata)
+    seen = metadata.pop("seen_sha256", ())
+    for local in ("seen_files", "calibration_files", "threshold_calibration"):
+        metadata.pop(local, None)
+    return Provenance(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        versions={"lineguard": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        training=metadata,
+        seen_images_sha256=tuple(seen),
+    )
 
 
-def _export_supervised(
-    model: Any,
-    out: str | Path,
-    graph_module: nn.Module,
-    outputs: list[str],
-    decision: dict[str, Any],
-    extra: dict[str, Any],
-) -> Path:
-    """The graph and manifest of a supervised model's bundle (one graph, image in)."""
+def _graph(outputs: list[str], file: str = GRAPH_FILE) -> GraphSection:
+    return GraphSection(file=file, opset=OPSET, input="image", outputs={name: name for name in outputs})
+
+
+def _common(model: Any, out: Path, files: list[str]) -> dict[str, Any]:
+    """The sections every task's manifest shares."""
+    return {
+        "model": ModelSection(kind=model.kind, **model.config()),
+        "preprocessing": model.preprocessing,
+        "provenance": _provenance(model),
+        "files": file_entries(out, files),
+    }
+
+
+def _supervised_calibration(model: Any):
+    from lineguard.decision import Calibration
+
+    record = model.metadata.get("threshold_calibration")
+    return Calibration.from_dict(record) if record else None
+
+
+def _export_supervised(model: Any, out: str | Path, graph_module: nn.Module, outputs: list[str], manifest):
+    """The graph and manifest of a supervised model's bundle (one graph, image in);
+    ``manifest(common, graph)`` builds the task's typed manifest."""
     if model.module is None:
         raise ValueError(f"the {model.kind} is not fitted")
     out = Path(out)
@@ -119,33 +156,7 @@ def _export_supervised(
     pre = model.preprocessing
     _to_onnx(graph_module, torch.zeros(1, pre.height, pre.width, 3), out / GRAPH_FILE, ["image"], outputs)
     model.module.to(model.device)
-    manifest: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "schema_version": BUNDLE_SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": model.task,
-        "model": {"kind": model.kind, **model.config()},
-        "classes": list(model.classes),
-        "decision": {"thresholds": model.thresholds.to_dict(), **decision},
-        **extra,
-        "preprocessing": pre.to_dict(),
-        "roi": None,
-        "tiling": None,
-        "calibration": None,
-        "graph": {
-            "file": GRAPH_FILE,
-            "opset": OPSET,
-            "input": "image",
-            "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
-            "precision": "fp32",
-            "outputs": {name: name for name in outputs},
-        },
-        "search": None,
-        "metadata": {k: v for k, v in model.metadata.items() if k != "seen_files"},
-        "versions": _versions(),
-        "files": file_entries(out, [GRAPH_FILE]),
-    }
-    write_manifest(out, manifest)
+    write_manifest(out, manifest(_common(model, out, [GRAPH_FILE]), _graph(outputs)))
     return out
 
 
@@ -158,13 +169,19 @@ def _normalized_graph(model: Any) -> nn.Module | None:
 def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
     """A fitted :class:`~lineguard.supervised.DefectSegmenter` as a bundle with the anomaly graph's
     contract (part score + map, here the defect-probability map), so the same runtime runs it."""
+    decision = DecisionSection(
+        thresholds=model.thresholds,
+        score="highest defect probability after a 3x3 mean, over the part",
+        calibration=_supervised_calibration(model),
+    )
     return _export_supervised(
         model,
         out,
         _normalized_graph(model),
         ["score", "anomaly_map"],
-        {"score": "highest defect probability after a 3x3 mean, over the part"},
-        {},
+        lambda common, graph: SegmentManifest(
+            **common, graph=graph, decision=decision, classes=tuple(model.classes)
+        ),
     )
 
 
@@ -177,16 +194,24 @@ def export_classifier_bundle(model: Any, out: str | Path) -> Path:
         if model.module
         else None
     )
+    decision = ClassifyDecision(
+        thresholds=model.thresholds,
+        score="probability of a defect class (1 - probability of the good classes)",
+        calibration=_supervised_calibration(model),
+        good_classes=tuple(model.good_classes),
+    )
     return _export_supervised(
         model,
         out,
         graph,
         ["probabilities"],
-        {
-            "good_classes": list(model.good_classes),
-            "score": "probability of a defect class (1 - probability of the good classes)",
-        },
-        {"temperature": model.temperature},
+        lambda common, graph: ClassifyManifest(
+            **common,
+            graph=graph,
+            decision=decision,
+            classes=tuple(model.classes),
+            temperature=model.temperature,
+        ),
     )
 
 
@@ -194,13 +219,23 @@ def export_detector_bundle(model: Any, out: str | Path) -> Path:
     """A fitted :class:`~lineguard.supervised.detector.DefectDetector` as a bundle: one graph from
     image to per-location boxes and class scores; the score threshold, NMS and top-k settings and
     the classes in the manifest (the runtime applies them with the same numpy code as training)."""
+    decision = DecisionSection(
+        thresholds=model.thresholds,
+        score="confidence of the most confident detection (0 when none)",
+        calibration=_supervised_calibration(model),
+    )
     return _export_supervised(
         model,
         out,
         _normalized_graph(model),
         ["boxes", "scores"],
-        {"score": "confidence of the most confident detection (0 when none)"},
-        {"detection": model.detection.to_dict()},
+        lambda common, graph: DetectManifest(
+            **common,
+            graph=graph,
+            decision=decision,
+            classes=tuple(model.classes),
+            detection=model.detection,
+        ),
     )
 
 
@@ -242,14 +277,7 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
     pre = model.preprocessing
     image = torch.zeros(1, pre.height, pre.width, 3)
     module = model.module.to("cpu")
-    graph: dict[str, Any] = {
-        "file": GRAPH_FILE,
-        "opset": OPSET,
-        "input": "image",
-        "input_layout": "NHWC float32 RGB 0..255, resized to preprocessing.height x width",
-        "precision": "fp32",
-    }
-    search_doc = None
+    search_section = None
     if search == "graph":
         _to_onnx(
             NormalizedModel(module, pre.mean, pre.std),
@@ -258,7 +286,7 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
             ["image"],
             ["score", "anomaly_map"],
         )
-        graph["outputs"] = {"score": "score", "anomaly_map": "anomaly_map"}
+        graph = _graph(["score", "anomaly_map"])
         files = [GRAPH_FILE]
     else:
         from safetensors.numpy import save_file
@@ -269,37 +297,28 @@ def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -
             grid = torch.zeros(1, *embedder(image).shape[1:3])
         _to_onnx(MapAndScore(module), grid, out / HEAD_FILE, ["grid"], ["score", "anomaly_map"])
         save_file({"memory_bank": module.memory_bank.detach().cpu().numpy()}, str(out / BANK_FILE))
-        graph["outputs"] = {"embedding": "embedding"}
-        search_doc = {
-            "kind": search,
-            "memory_bank_file": BANK_FILE,
-            "memory_bank_size": int(module.memory_bank.shape[0]),
-            "head_file": HEAD_FILE,
-            "head_input": "grid",
-            "head_outputs": {"score": "score", "anomaly_map": "anomaly_map"},
-            "hnsw_m": 32,
-            "hnsw_ef_search": 64,
-        }
+        graph = _graph(["embedding"])
+        search_section = SearchSection(
+            kind=search,
+            memory_bank_file=BANK_FILE,
+            memory_bank_size=int(module.memory_bank.shape[0]),
+            head_file=HEAD_FILE,
+            head_input="grid",
+            head_outputs={"score": "score", "anomaly_map": "anomaly_map"},
+        )
         files = [GRAPH_FILE, HEAD_FILE, BANK_FILE]
     model.module.to(model.device)
-    manifest: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "schema_version": BUNDLE_SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": "anomaly",
-        "model": {"kind": model.kind, **model.config()},
-        "preprocessing": pre.to_dict(),
-        "roi": None,  # whole image; ROI crops come with the station's recipes
-        # None: the whole part is resized to the network input; else tiles, merged in the runtime.
-        "tiling": {**model.tiling.to_dict(), "part_top_k": model.part_top_k} if model.tiling else None,
-        "calibration": model.calibration.to_dict(),
-        "graph": graph,
-        "search": search_doc,
-        "metadata": {
-            k: v for k, v in model.metadata.items() if k not in ("seen_files", "calibration_files")
-        },  # file lists stay with the training model
-        "versions": _versions(),
-        "files": file_entries(out, files),
-    }
+    manifest = AnomalyManifest(
+        **_common(model, out, files),
+        graph=graph,
+        decision=DecisionSection(
+            thresholds=model.calibration.thresholds,
+            score="anomaly score of the part (calibrated on held-out good parts)",
+            calibration=model.calibration,
+        ),
+        tiling=model.tiling,
+        part_top_k=model.part_top_k if model.tiling else 0,
+        search=search_section,
+    )
     write_manifest(out, manifest)
     return out

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from lineguard.checksums import file_sha256
-from lineguard.runtime.manifest import MANIFEST_FILE
+from lineguard.runtime.manifest import MANIFEST_FILE, BundleManifest, FileEntry, manifest_json
 
 
-def file_entries(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+def file_entries(folder: Path, names: list[str]) -> dict[str, FileEntry]:
     """The manifest's record of each file: sha256 and size, checked when the bundle loads."""
     return {
-        name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
+        name: FileEntry(sha256=file_sha256(folder / name), bytes=(folder / name).stat().st_size)
         for name in names
     }
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+def write_manifest(folder: Path, manifest: BundleManifest) -> None:
+    (folder / MANIFEST_FILE).write_text(manifest_json(manifest))
 
 
 def zip_bundle(folder: Path, archive: Path) -> Path:

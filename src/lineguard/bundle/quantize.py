@@ -38,7 +38,7 @@ import numpy as np
 from lineguard.bundle.files import file_entries, write_manifest
 from lineguard.metrics import image_auroc
 from lineguard.runtime import Inspector, load_bundle
-from lineguard.runtime.manifest import read_manifest
+from lineguard.runtime.manifest import AnomalyManifest, QuantizationSection, ScoreAffine, read_manifest
 
 INT8_GRAPH_FILE = "model.int8.onnx"
 REPORT_FILE = "quantization_report.json"
@@ -284,9 +284,9 @@ def quantize_bundle(
     if len(validation_images) != len(labels) or not len(labels):
         raise ValueError("validation images and labels must be non-empty and of equal length")
     manifest = read_manifest(bundle)
-    if manifest.get("task", "anomaly") != "anomaly":
-        raise ValueError(f"{bundle}: INT8 export covers anomaly bundles, not {manifest.get('task')!r}")
-    if manifest["graph"].get("precision") == "int8":
+    if not isinstance(manifest, AnomalyManifest):
+        raise ValueError(f"{bundle}: INT8 export covers anomaly bundles, not {manifest.task!r}")
+    if manifest.graph.precision == "int8":
         raise ValueError(f"{bundle}: already INT8")
     fp32 = load_bundle(bundle, threads=threads)
     calibration = list(calibration_images)
@@ -298,14 +298,17 @@ def quantize_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / "candidate"
         shutil.copytree(bundle, candidate)
-        source_graph = manifest["graph"]["file"]
+        source_graph = manifest.graph.file
         _quantize_graph(bundle / source_graph, candidate / INT8_GRAPH_FILE, fp32, calibration)
         (candidate / source_graph).unlink()
-        int8_manifest = json.loads(json.dumps(manifest))
-        int8_manifest["graph"]["file"] = INT8_GRAPH_FILE
-        files = [INT8_GRAPH_FILE, *(name for name in manifest["files"] if name != source_graph)]
-        int8_manifest["files"] = file_entries(candidate, files)
-        write_manifest(candidate, int8_manifest)
+        files = [INT8_GRAPH_FILE, *(name for name in manifest.files if name != source_graph)]
+        unmapped = manifest.model_copy(
+            update={
+                "graph": manifest.graph.model_copy(update={"file": INT8_GRAPH_FILE}),
+                "files": file_entries(candidate, files),
+            }
+        )
+        write_manifest(candidate, unmapped)
 
         # The affine goes on whichever graph outputs score and map: the head when faiss searches.
         raw = load_bundle(candidate, threads=threads)
@@ -316,27 +319,29 @@ def quantize_bundle(
         if not scale > 0:
             reason = f"INT8 scores fall as fp32 scores rise (slope {scale:.3g})"
             return _refused_unmappable(bundle, out, reason, len(calibration), labels, threads)
-        search = manifest.get("search")
-        scored_file = search["head_file"] if search else INT8_GRAPH_FILE
-        outputs = search["head_outputs"] if search else manifest["graph"]["outputs"]
+        search = manifest.search
+        scored_file = search.head_file if search else INT8_GRAPH_FILE
+        outputs = search.head_outputs if search else manifest.graph.outputs
         append_affine(candidate / scored_file, [outputs["score"], outputs["anomaly_map"]], scale, offset)
-        int8_manifest["graph"]["precision"] = "int8"
-        int8_manifest["quantization"] = {
-            "method": "onnxruntime static QDQ, MinMax calibration",
-            "quantized_ops": list(QUANTIZED_OPS),
-            "scope": "feature network",
-            "weights": "int8 per channel",
-            "activations": "uint8 per tensor",
-            "n_calibration_images": len(calibration),
-            "score_affine": {
-                "scale": scale,
-                "offset": offset,
-                "fitted_on_images": len(mapped),
-                "applied_in": scored_file,
-            },
-            "fp32_graph_sha256": manifest["files"][source_graph]["sha256"],
-        }
-        int8_manifest["files"] = file_entries(candidate, files)
+        quantization = QuantizationSection(
+            method="onnxruntime static QDQ, MinMax calibration",
+            quantized_ops=tuple(QUANTIZED_OPS),
+            scope="feature network",
+            weights="int8 per channel",
+            activations="uint8 per tensor",
+            n_calibration_images=len(calibration),
+            score_affine=ScoreAffine(
+                scale=scale, offset=offset, fitted_on_images=len(mapped), applied_in=scored_file
+            ),
+            fp32_graph_sha256=manifest.files[source_graph].sha256,
+        )
+        int8_manifest = unmapped.model_copy(
+            update={
+                "graph": unmapped.graph.model_copy(update={"precision": "int8"}),
+                "quantization": quantization,
+                "files": file_entries(candidate, files),
+            }
+        )
         write_manifest(candidate, int8_manifest)
         int8 = load_bundle(candidate, threads=threads)
 

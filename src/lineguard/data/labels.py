@@ -352,14 +352,6 @@ def split_annotated(data: AnnotatedSet, val: float = 0.1, test: float = 0.2, see
     )
 
 
-def refuse_seen(samples: Sequence[AnnotatedSample], seen_files: Sequence[str]) -> None:
-    """A test set must not hold images the model was trained or validated on."""
-    seen = {str(Path(s)) for s in seen_files}
-    overlap = [s.path for s in samples if str(Path(s.path).resolve()) in seen]
-    if overlap:
-        raise ValueError(f"{len(overlap)} test images were used in training or validation, e.g. {overlap[0]}")
-
-
 def labelled_split(
     data: str | Path, format: str, seed: int, val: float, test: float, task: str = "classify"
 ) -> tuple[AnnotatedSet, AnnotatedSplit]:

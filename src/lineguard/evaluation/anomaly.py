@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lineguard.data import DataSplit, SampleRef
+from lineguard.data.seen import SeenImages
 from lineguard.decision import Calibration, Decision, f1_optimal_threshold, sensitivity_threshold
 from lineguard.metrics import aupro, binary_rates, image_auroc, pixel_auroc, resize_mask
 from lineguard.results import AnomalyPrediction
@@ -91,8 +92,7 @@ def split_as_fitted(
 
 def unseen_test_samples(split: DataSplit, metadata: dict[str, Any]) -> list[SampleRef]:
     """The test split minus every image the model was fitted or calibrated on."""
-    seen = set(metadata.get("seen_files", []))
-    return [s for s in split.test if str(s.path.resolve()) not in seen]
+    return SeenImages.of(metadata).leave_out(split.test, split.name)[0]
 
 
 def evaluate_anomaly_model(
@@ -109,8 +109,6 @@ def evaluate_anomaly_model(
     thresholds = model.calibration.thresholds
     test = unseen_test_samples(split, model.metadata)
     n_excluded = len(split.test) - len(test)
-    if not test:
-        raise ValueError(f"{split.name}: no test images left (all were used in fitting)")
 
     labels = np.array([s.label for s in test], dtype=bool)
     with_masks = split.has_masks

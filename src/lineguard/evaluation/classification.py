@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.data.labels import refuse_seen
+from lineguard.data.seen import NONE_SEEN, SeenImages
 from lineguard.metrics.calibration import expected_calibration_error
 
 
@@ -100,7 +100,7 @@ def evaluate_classifier(
     samples: Sequence[Any],
     classes: Sequence[str],
     out: str | Path | None,
-    seen_files: Sequence[str] = (),
+    seen: SeenImages = NONE_SEEN,
 ) -> dict[str, Any]:
     """Classify the test samples (a trained model or a bundle), compute the metrics, write the report."""
     import time
@@ -111,14 +111,15 @@ def evaluate_classifier(
         raise ValueError(
             f"the data's classes {list(classes)} differ from the model's {list(estimator.classes)}"
         )
-    refuse_seen(samples, seen_files)
+    samples, n_seen = seen.leave_out(samples)
     labels = [s.label for s in samples]
     start = time.perf_counter()
     probabilities = estimator.predict([read_image(s.path) for s in samples]).probabilities
     elapsed = time.perf_counter() - start
     metrics = classification_metrics(labels, probabilities, classes)
     metrics["ms_per_image"] = 1e3 * elapsed / max(1, len(samples))
-    metrics["temperature"] = getattr(estimator, "temperature", None) or estimator.manifest.get("temperature")
+    metrics["n_excluded_seen_in_fit"] = n_seen
+    metrics["temperature"] = estimator.temperature
     if out is not None:
         write_classification_report(metrics, probabilities, labels, out)
     return metrics

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.data.labels import refuse_seen
+from lineguard.data.seen import NONE_SEEN, SeenImages
 from lineguard.metrics.detection import detection_map
 from lineguard.results import Detections
 
@@ -35,12 +35,12 @@ def part_metrics(labels: np.ndarray, scores: np.ndarray, review: float, ng: floa
 
 
 def evaluate_detector(
-    estimator: Any, samples: Sequence[Any], out: str | Path | None, seen_files: Sequence[str] = ()
+    estimator: Any, samples: Sequence[Any], out: str | Path | None, seen: SeenImages = NONE_SEEN
 ) -> dict[str, Any]:
     """Detect on the test samples (a trained model or a bundle), compute metrics, write the report."""
     from lineguard.data import read_image
 
-    refuse_seen(samples, seen_files)
+    samples, n_seen = seen.leave_out(samples)
     images = [read_image(s.path) for s in samples]
     start = time.perf_counter()
     found: list[Detections] = estimator.predict(images)
@@ -52,6 +52,7 @@ def evaluate_detector(
     thresholds = estimator.thresholds
     metrics: dict[str, Any] = {
         "n_images": len(samples),
+        "n_excluded_seen_in_fit": n_seen,
         "n_boxes": int(sum(len(s.boxes) for s in samples)),
         "map50": result["map50"],
         "map": result["map"],

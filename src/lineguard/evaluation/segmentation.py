@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.data.labels import refuse_seen
+from lineguard.data.seen import NONE_SEEN, SeenImages
 from lineguard.metrics.anomaly import resize_mask
 
 
@@ -68,12 +68,12 @@ def segmentation_metrics(
 
 
 def evaluate_segmenter(
-    estimator: Any, samples: Sequence[Any], out: str | Path | None, seen_files: Sequence[str] = ()
+    estimator: Any, samples: Sequence[Any], out: str | Path | None, seen: SeenImages = NONE_SEEN
 ) -> dict[str, Any]:
     """Segment the test samples (a trained model or a bundle), compute metrics, write the report."""
     from lineguard.data import read_image, read_mask
 
-    refuse_seen(samples, seen_files)
+    samples, n_seen = seen.leave_out(samples)
     images = [read_image(s.path) for s in samples]
     masks = [
         read_mask(s.mask_path, image.shape[:2]) if s.mask_path else None
@@ -88,6 +88,7 @@ def evaluate_segmenter(
         labels, prediction.scores, masks, prediction.maps, threshold, estimator.thresholds.review
     )
     metrics["ms_per_image"] = 1e3 * elapsed / max(1, len(samples))
+    metrics["n_excluded_seen_in_fit"] = n_seen
     # Defect areas in the original image's pixels (the map is at the network input size).
     areas = []
     for image, amap in zip(images, prediction.maps, strict=True):

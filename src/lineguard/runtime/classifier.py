@@ -10,22 +10,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lineguard.decision import DecisionThresholds
 from lineguard.results import ClassPrediction
 from lineguard.runtime.inspector import BundleRuntime, InspectionResult
+from lineguard.runtime.manifest import ClassifyManifest
 
 
 class ClassifierInspector(BundleRuntime):
-    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
-        decision = manifest["decision"]
-        self.classes = tuple(manifest["classes"])
-        self.good_classes = tuple(decision["good_classes"])
-        self.thresholds = DecisionThresholds.from_dict(decision["thresholds"])
-        self.output_name = self.graph["outputs"]["probabilities"]
+    manifest: ClassifyManifest
+
+    def _configure(self, bundle: Path, threads: int | None) -> None:
+        self.classes = self.manifest.classes
+        self.good_classes = self.manifest.decision.good_classes
+        self.temperature = self.manifest.temperature
+        self.output_name = self.graph.outputs["probabilities"]
         self._good = [self.classes.index(c) for c in self.good_classes]
 
     def network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:

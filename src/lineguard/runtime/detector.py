@@ -11,22 +11,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lineguard.decision import DecisionThresholds
-from lineguard.detections import DetectionSettings, select_detections
+from lineguard.detections import select_detections
 from lineguard.results import Detections
 from lineguard.runtime.inspector import BundleRuntime, InspectionResult
+from lineguard.runtime.manifest import DetectManifest
 
 
 class DetectorInspector(BundleRuntime):
-    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
-        self.classes = tuple(manifest["classes"])
-        self.thresholds = DecisionThresholds.from_dict(manifest["decision"]["thresholds"])
-        self.settings = DetectionSettings.from_dict(manifest["detection"])
-        self.output_names = [self.graph["outputs"]["boxes"], self.graph["outputs"]["scores"]]
+    manifest: DetectManifest
+
+    def _configure(self, bundle: Path, threads: int | None) -> None:
+        self.classes = self.manifest.classes
+        self.settings = self.manifest.detection
+        self.output_names = [self.graph.outputs["boxes"], self.graph.outputs["scores"]]
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.decision import Calibration, Decision, DecisionThresholds
+from lineguard.decision import Decision
 from lineguard.errors import ModelFileError
-from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
+from lineguard.preprocess import merge_tiles
 from lineguard.results import AnomalyPrediction, Detections
-from lineguard.runtime.manifest import read_manifest, unpack_bundle
+from lineguard.runtime.manifest import BundleManifest, SearchSection, read_manifest, unpack_bundle
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 # Fastest first; "auto" takes those of these that this onnxruntime build offers.
@@ -87,7 +87,7 @@ class BundleRuntime:
     def __init__(
         self,
         bundle: Path,
-        manifest: dict[str, Any],
+        manifest: BundleManifest,
         providers: Sequence[str] | str | None = None,
         threads: int | None = None,
     ) -> None:
@@ -98,51 +98,50 @@ class BundleRuntime:
         self.path = bundle  # the bundle folder, or its zip (opened from a temporary copy)
         self.source = bundle  # what the user named: the folder, or the zip it was unpacked from
         self.manifest = manifest
-        self.task = manifest.get("task", "anomaly")
-        self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
-        self.metadata: dict[str, Any] = dict(manifest.get("metadata") or {})
+        self.task = manifest.task
+        self.preprocessing = manifest.preprocessing
+        self.thresholds = manifest.decision.thresholds
+        # What `evaluate` reads from a model folder's fit record, the seen images by content.
+        self.metadata: dict[str, Any] = {
+            **manifest.provenance.training,
+            "seen_sha256": list(manifest.provenance.seen_images_sha256),
+        }
         self.session_options, self.wanted_providers = session_options(providers, threads)
-        self.graph = manifest["graph"]
+        self.graph = manifest.graph
         self.session = ort.InferenceSession(
-            str(bundle / self.graph["file"]), self.session_options, providers=self.wanted_providers
+            str(bundle / self.graph.file), self.session_options, providers=self.wanted_providers
         )
-        self.input_name = self.graph["input"]
+        self.input_name = self.graph.input
         self.providers = self.session.get_providers()
-        self._configure(bundle, manifest, threads)
+        self._configure(bundle, threads)
 
-    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
-        """The task's own outputs, thresholds and settings from the manifest."""
+    def _configure(self, bundle: Path, threads: int | None) -> None:
+        """The task's own outputs and settings from ``self.manifest``."""
 
 
 class Inspector(BundleRuntime):
     """A loaded anomaly (or segmenter) bundle. Create it with :func:`load_bundle`."""
 
-    def _configure(self, bundle: Path, manifest: dict[str, Any], threads: int | None) -> None:
+    def _configure(self, bundle: Path, threads: int | None) -> None:
         import onnxruntime as ort
 
-        # Anomaly bundles carry their threshold calibration; segmenters fixed probability thresholds.
-        self.calibration = (
-            Calibration.from_dict(manifest["calibration"]) if manifest.get("calibration") else None
-        )
-        self._thresholds = (
-            self.calibration.thresholds
-            if self.calibration is not None
-            else DecisionThresholds.from_dict(manifest["decision"]["thresholds"])
-        )
-        tiling = manifest.get("tiling")
-        self.tiling = Tiling.from_dict(tiling) if tiling else None
-        self.part_top_k = int(tiling["part_top_k"]) if tiling else 0
-        self.search = manifest.get("search")
+        manifest = self.manifest
+        # Anomaly bundles carry their threshold calibration; segmenters may have fixed thresholds.
+        self.calibration = manifest.decision.calibration
+        self.tiling = getattr(manifest, "tiling", None)
+        self.part_top_k = getattr(manifest, "part_top_k", 0)
+        self.search = getattr(manifest, "search", None)
+        outputs = self.graph.outputs
         if self.search:
-            self.output_names = [self.graph["outputs"]["embedding"]]
+            self.output_names = [outputs["embedding"]]
             self.head = ort.InferenceSession(
-                str(bundle / self.search["head_file"]), self.session_options, providers=self.wanted_providers
+                str(bundle / self.search.head_file), self.session_options, providers=self.wanted_providers
             )
-            outputs = self.search["head_outputs"]
-            self.head_output_names = [outputs["score"], outputs["anomaly_map"]]
+            head = self.search.head_outputs
+            self.head_output_names = [head["score"], head["anomaly_map"]]
             self.index = build_index(bundle, self.search, threads)
         else:
-            self.output_names = [self.graph["outputs"]["score"], self.graph["outputs"]["anomaly_map"]]
+            self.output_names = [outputs["score"], outputs["anomaly_map"]]
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -150,10 +149,6 @@ class Inspector(BundleRuntime):
         if self.tiling:
             return self.tiling.height, self.tiling.width
         return self.preprocessing.height, self.preprocessing.width
-
-    @property
-    def thresholds(self) -> DecisionThresholds:
-        return self._thresholds
 
     def network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """What the graph takes for these parts: one resized image each, or every tile of each."""
@@ -172,7 +167,7 @@ class Inspector(BundleRuntime):
             squared, _ = self.index.search(np.ascontiguousarray(embedding.reshape(-1, c)), 1)
             grid = np.sqrt(np.maximum(squared[:, 0], 0.0)).reshape(n, h, w).astype(np.float32)
             searched = time.perf_counter()
-            scores, maps = self.head.run(self.head_output_names, {self.search["head_input"]: grid})
+            scores, maps = self.head.run(self.head_output_names, {self.search.head_input: grid})
             done = time.perf_counter()
             timings = {
                 "preprocess": 1e3 * (prepared - start),
@@ -218,7 +213,7 @@ class Inspector(BundleRuntime):
         return results
 
 
-def build_index(bundle: Path, search: dict[str, Any], threads: int | None):
+def build_index(bundle: Path, search: SearchSection, threads: int | None):
     """A faiss index over the bundle's memory bank: exact (flat) or approximate (HNSW)."""
     try:
         import faiss
@@ -228,16 +223,14 @@ def build_index(bundle: Path, search: dict[str, Any], threads: int | None):
         ) from None
     from safetensors.numpy import load_file
 
-    bank = np.ascontiguousarray(load_file(str(bundle / search["memory_bank_file"]))["memory_bank"])
+    bank = np.ascontiguousarray(load_file(str(bundle / search.memory_bank_file))["memory_bank"])
     if threads:
         faiss.omp_set_num_threads(int(threads))
-    if search["kind"] == "faiss-flat":
+    if search.kind == "faiss-flat":
         index = faiss.IndexFlatL2(bank.shape[1])
-    elif search["kind"] == "faiss-hnsw":
-        index = faiss.IndexHNSWFlat(bank.shape[1], int(search.get("hnsw_m", 32)))
-        index.hnsw.efSearch = int(search.get("hnsw_ef_search", 64))
-    else:
-        raise ModelFileError(f"{bundle}: unknown search kind {search['kind']!r}")
+    else:  # faiss-hnsw: the manifest admits no other kind
+        index = faiss.IndexHNSWFlat(bank.shape[1], search.hnsw_m)
+        index.hnsw.efSearch = search.hnsw_ef_search
     index.add(bank)
     return index
 
@@ -261,9 +254,9 @@ def load_bundle(
     return _open(bundle, read_manifest(bundle), providers, threads)
 
 
-def _open(folder: Path, manifest: dict[str, Any], providers, threads):
+def _open(folder: Path, manifest: BundleManifest, providers, threads):
     """The runtime for the bundle's task: anomaly scoring (and segmentation), classification or detection."""
-    task = manifest.get("task", "anomaly")
+    task = manifest.task
     if task == "classify":
         from lineguard.runtime.classifier import ClassifierInspector
 

@@ -48,11 +48,9 @@ class CheckRunner:
                 f"this bundle's is {self.bundle_sha256}: it was changed or replaced since the recipe "
                 f"was validated (thresholds edited?); validate the new bundle and update the pin"
             )
-        model = self.inspector.manifest.get("model") or {}
-        self.model_version = (
-            f"{model.get('kind', '?')}/{model.get('backbone', '?')}"
-            f"@{self.inspector.manifest.get('created', '?')}"
-        )[:64]
+        manifest = self.inspector.manifest
+        backbone = getattr(manifest.model, "backbone", "?")
+        self.model_version = f"{manifest.model.kind}/{backbone}@{manifest.provenance.created}"[:64]
         self.thresholds = {
             "review": float(self.inspector.thresholds.review),
             "ng": float(self.inspector.thresholds.ng),

@@ -13,6 +13,7 @@ from lineguard.data import DataSplit, SampleRef
 from lineguard.data.image_io import read_image
 from lineguard.data.readers import split_good
 from lineguard.data.samples import fingerprint
+from lineguard.data.seen import content_digests
 from lineguard.decision import calibrate
 from lineguard.models import MODELS, AnomalyModel
 
@@ -162,12 +163,13 @@ def fit_anomaly_model(
             # defects; null without either.
             "validation": validation,
             "training_fingerprint": fingerprint(fit_samples),
-            # Names let `evaluate` refuse to test on images the model has seen.
-            "seen_files": sorted(
-                str(s.path.resolve()) for s in (*fit_samples, *cal_samples, *split.calibration_defects)
+            # Content digests let `evaluate` leave out the images the model has seen, wherever
+            # the dataset lies by then.
+            "seen_sha256": content_digests(
+                s.path for s in (*fit_samples, *cal_samples, *split.calibration_defects)
             ),
             # The held-out good parts the thresholds came from (INT8 export maps its scores on them).
-            "calibration_files": sorted(str(s.path.resolve()) for s in cal_samples),
+            "calibration_sha256": content_digests(s.path for s in cal_samples),
         }
     )
     return model

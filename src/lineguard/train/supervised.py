@@ -7,6 +7,7 @@ from typing import Any
 
 from lineguard.data import read_image
 from lineguard.data.labels import AnnotatedSample, AnnotatedSet, AnnotatedSplit, labelled_split
+from lineguard.data.seen import content_digests
 
 
 def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> tuple[list, list[int]]:
@@ -39,7 +40,7 @@ def _save(
         "source": annotated.source,
         "task": model.task,
     }
-    model.metadata["seen_files"] = sorted(str(Path(s.path).resolve()) for s in split.train + split.val)
+    model.metadata["seen_sha256"] = content_digests(s.path for s in split.train + split.val)
     model.save(out)
     return model, split
 
