@@ -322,3 +322,19 @@ def test_evaluate_leaves_out_seen_images_by_content_after_the_dataset_moved(
         excluded[name] = json.loads((out / "metrics.json").read_text())["n_excluded_seen_in_fit"]
     assert excluded["model"] > 0
     assert excluded["moved"] == excluded["bundle"] == excluded["model"]
+
+
+def test_an_anomaly_bundle_evaluates_without_torch_like_the_model(trained, folder_dataset, tmp_path):
+    from torch_free import torch_free_cli
+
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["export", str(trained), "--out", str(bundle)]).exit_code == 0
+    torch_free_cli(
+        "evaluate", str(bundle), str(folder_dataset), "--format", "folder", "--out", str(tmp_path / "b")
+    )
+    cmd = ["evaluate", str(trained), str(folder_dataset), "--format", "folder", "--out", str(tmp_path / "m")]
+    assert runner.invoke(app, cmd).exit_code == 0
+    got, want = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("b", "m"))
+    for key in ("image_auroc", "pixel_auroc", "aupro", "n_excluded_seen_in_fit"):
+        assert got[key] == pytest.approx(want[key], abs=1e-4), key
+    assert got["decisions"] == want["decisions"]

@@ -212,6 +212,25 @@ def test_train_evaluate_predict_export_detector(trained, tmp_path):
     assert any(line["detections"] for line in lines)
 
 
+def test_a_detector_bundle_evaluates_and_predicts_without_torch(trained, tmp_path):
+    from torch_free import torch_free_cli
+
+    from lineguard.cli import app
+
+    data, model_dir, _ = trained
+    bundle, report = tmp_path / "bundle", tmp_path / "report"
+    assert CliRunner().invoke(app, ["export", str(model_dir), "--out", str(bundle)]).exit_code == 0
+    torch_free_cli("evaluate", str(bundle), str(data), "-f", "yolo", "-o", str(report))
+    result = CliRunner().invoke(
+        app, ["evaluate", str(bundle), str(data), "-f", "yolo", "-o", str(tmp_path / "r")]
+    )
+    want = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    got = json.loads((report / "metrics.json").read_text())
+    assert result.exit_code == 0 and got["map50"] == pytest.approx(want["map50"], abs=1e-6)
+    lines = torch_free_cli("predict", str(bundle), str(data / "images"), "--json").stdout.splitlines()
+    assert len(lines) == 60 and all(json.loads(line)["decision"] in ("OK", "REVIEW", "NG") for line in lines)
+
+
 def test_detection_reads_boxes_only(tmp_path):
     pytest.importorskip("torchvision")
     from lineguard.cli import app

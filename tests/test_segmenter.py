@@ -90,6 +90,27 @@ def test_train_evaluate_export_segmenter(trained, tmp_path):
     assert got_metrics["image_ap"] == pytest.approx(metrics["image_ap"], abs=1e-6)
 
 
+def test_a_segmenter_bundle_evaluates_and_predicts_without_torch(trained, tmp_path):
+    from torch_free import torch_free_cli
+
+    data, model_dir, _ = trained
+    bundle = tmp_path / "bundle"
+    assert CliRunner().invoke(app, ["export", str(model_dir), "--out", str(bundle)]).exit_code == 0
+    for python, out in ((torch_free_cli, tmp_path / "torch-free"), (None, tmp_path / "here")):
+        args = ["evaluate", str(bundle), str(data), "--format", "folder", "--out", str(out)]
+        if python is None:
+            assert CliRunner().invoke(app, args).exit_code == 0
+        else:
+            python(*args)
+    got = json.loads((tmp_path / "torch-free" / "metrics.json").read_text())
+    want = json.loads((tmp_path / "here" / "metrics.json").read_text())
+    assert got["image_ap"] == pytest.approx(want["image_ap"], abs=1e-6) and got["mask_f1"] == pytest.approx(
+        want["mask_f1"], abs=1e-6
+    )
+    line = torch_free_cli("predict", str(bundle), str(data / "scratch"), "--json").stdout.splitlines()[0]
+    assert json.loads(line)["decision"] in ("OK", "REVIEW", "NG")
+
+
 def test_segmentation_needs_masks_format(tmp_path):
     result = CliRunner().invoke(
         app, ["train", str(tmp_path), "--task", "segment", "--format", "voc", "--out", str(tmp_path / "m")]

@@ -524,41 +524,26 @@ def evaluate(
     mAP@0.5 and mAP@0.5:0.95 (COCOeval), per-class AP and PR curves, overlays. Segmenters: image AP,
     mask IoU / F1, PR curve, overlays.
     """
-    from lineguard.evaluation import evaluate_anomaly_model, split_as_fitted
+    from lineguard.tasks import get_task
 
     try:
         estimator = load_scorer(model_path, threads)
-        task = getattr(estimator, "task", "anomaly")
-        if task in ("classify", "detect", "segment"):
-            _evaluate_supervised(estimator, task, data, format.value, out, seed, test_fraction)
-            return
-        if format.value not in DataFormat.__members__:
-            raise ValueError(
-                f"--format {format.value}: anomaly models read {', '.join(DataFormat.__members__)}"
-            )
-        split = split_as_fitted(estimator.metadata, data, format.value, seed, test_fraction)
-        metrics = evaluate_anomaly_model(estimator, split, out, progress=True)
+        spec = get_task(estimator.task, model_path)
+        spec.check_format(format.value)
+        evaluation = spec.resolve("evaluator")(
+            estimator, data, format.value, out, seed=seed, test_fraction=test_fraction
+        )
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
-
-    def fmt(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.4f}"
-
-    typer.echo(
-        f"{metrics['dataset']}: {metrics['n_good']} good, {metrics['n_defect']} defect | "
-        f"image AUROC {fmt(metrics['image_auroc'])}  pixel AUROC {fmt(metrics['pixel_auroc'])}  "
-        f"AUPRO@0.3 {fmt(metrics['aupro'])} | at NG >= {metrics['threshold']:.4g}: "
-        f"FRR {fmt(metrics['false_reject_rate'])}, sensitivity {fmt(metrics['sensitivity'])} | "
-        f"{metrics['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
-    )
-    _say_escapes(metrics)
+    typer.echo(f"{evaluation.summary}\nreport: {out / 'metrics.json'}")
+    _say_escapes(evaluation.metrics)
 
 
 def _say_escapes(metrics: dict) -> None:
     """The test split's decisions for defects, and a loud warning when too many pass as OK."""
     from lineguard.decision import MAX_EXPECTED_ESCAPE
 
-    escape = metrics["escape_rate"]
+    escape = metrics.get("escape_rate")  # anomaly evaluations measure it
     if escape is None:
         return
     bad, good = metrics["decisions"]["defect"], metrics["decisions"]["good"]
@@ -573,62 +558,6 @@ def _say_escapes(metrics: dict) -> None:
             fg="red",
             err=True,
         )
-
-
-def _evaluate_supervised(
-    estimator, task: str, data: Path, format: str, out: Path, seed, test_fraction
-) -> None:
-    # Torch-free: a bundle is evaluated on the line PC's install (ONNX Runtime only).
-    from lineguard.data.labels import labelled_split
-    from lineguard.data.seen import SeenImages
-    from lineguard.evaluation.classification import evaluate_classifier
-
-    seen = SeenImages.of(estimator.metadata)
-
-    info = estimator.metadata.get("split", {})
-    annotated, split = labelled_split(
-        data,
-        format,
-        seed if seed is not None else int(info.get("seed", 0)),
-        float(info.get("val_fraction", 0.1)),
-        test_fraction if test_fraction is not None else float(info.get("test_fraction", 0.2)),
-        task=task,
-    )
-    if task == "detect":
-        from lineguard.evaluation.detection import evaluate_detector
-
-        m = evaluate_detector(estimator, split.test, out, seen)
-        per_class = ", ".join(
-            f"{name} {v['ap50']:.3f}" for name, v in m["per_class"].items() if v["ap50"] is not None
-        )
-        typer.echo(
-            f"{m['n_images']} test images, {m['n_boxes']} boxes | mAP@0.5 {m['map50']:.4f} "
-            f"mAP@0.5:0.95 {m['map']:.4f} | AP@0.5 {per_class} | {m['ms_per_image']:.1f} ms/img\n"
-            f"report: {out / 'metrics.json'}"
-        )
-        return
-    if task == "segment":
-        from lineguard.evaluation.segmentation import evaluate_segmenter
-
-        m = evaluate_segmenter(estimator, split.test, out, seen)
-
-        def fmt(v):
-            return "n/a" if v is None else f"{v:.4f}"
-
-        typer.echo(
-            f"{m['n_good']} good, {m['n_defect']} defect | image AP {fmt(m['image_ap'])} AUROC "
-            f"{fmt(m['image_auroc'])} | at NG >= {m['threshold']:.2f}: FRR {fmt(m['false_reject_rate'])}, "
-            f"sensitivity {fmt(m['sensitivity'])} | mask IoU {m['mask_iou']:.4f} F1 {m['mask_f1']:.4f} | "
-            f"{m['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
-        )
-        return
-    metrics = evaluate_classifier(estimator, split.test, annotated.classes, out, seen)
-    typer.echo(
-        f"{metrics['n_images']} test images | accuracy {metrics['accuracy']:.4f} | balanced accuracy "
-        f"{metrics['balanced_accuracy']:.4f} | macro F1 {metrics['macro_f1']:.4f} | "
-        f"ECE {metrics['ece']:.4f} | "
-        f"{metrics['ms_per_image']:.1f} ms/img\nreport: {out / 'metrics.json'}"
-    )
 
 
 @app.command()

@@ -146,9 +146,13 @@ def _supervised_calibration(model: Any):
     return Calibration.from_dict(record) if record else None
 
 
-def _export_supervised(model: Any, out: str | Path, graph_module: nn.Module, outputs: list[str], manifest):
+def _export_supervised(
+    model: Any, out: str | Path, graph_module: nn.Module, outputs: list[str], manifest, search: str
+):
     """The graph and manifest of a supervised model's bundle (one graph, image in);
     ``manifest(common, graph)`` builds the task's typed manifest."""
+    if search != "graph":
+        raise ValueError(f"search applies to PatchCore's memory bank, not to a {model.kind}")
     if model.module is None:
         raise ValueError(f"the {model.kind} is not fitted")
     out = Path(out)
@@ -166,7 +170,7 @@ def _normalized_graph(model: Any) -> nn.Module | None:
     return NormalizedModel(model.module.to("cpu").eval(), pre.mean, pre.std) if model.module else None
 
 
-def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
+def export_segmenter_bundle(model: Any, out: str | Path, search: str = "graph") -> Path:
     """A fitted :class:`~lineguard.supervised.DefectSegmenter` as a bundle with the anomaly graph's
     contract (part score + map, here the defect-probability map), so the same runtime runs it."""
     decision = DecisionSection(
@@ -182,10 +186,11 @@ def export_segmenter_bundle(model: Any, out: str | Path) -> Path:
         lambda common, graph: SegmentManifest(
             **common, graph=graph, decision=decision, classes=tuple(model.classes)
         ),
+        search,
     )
 
 
-def export_classifier_bundle(model: Any, out: str | Path) -> Path:
+def export_classifier_bundle(model: Any, out: str | Path, search: str = "graph") -> Path:
     """A fitted :class:`~lineguard.supervised.ImageClassifier` as a bundle: one graph from image to
     calibrated probabilities, and the classes, good classes and decision thresholds in the manifest."""
     pre = model.preprocessing
@@ -212,10 +217,11 @@ def export_classifier_bundle(model: Any, out: str | Path) -> Path:
             classes=tuple(model.classes),
             temperature=model.temperature,
         ),
+        search,
     )
 
 
-def export_detector_bundle(model: Any, out: str | Path) -> Path:
+def export_detector_bundle(model: Any, out: str | Path, search: str = "graph") -> Path:
     """A fitted :class:`~lineguard.supervised.detector.DefectDetector` as a bundle: one graph from
     image to per-location boxes and class scores; the score threshold, NMS and top-k settings and
     the classes in the manifest (the runtime applies them with the same numpy code as training)."""
@@ -236,29 +242,25 @@ def export_detector_bundle(model: Any, out: str | Path) -> Path:
             classes=tuple(model.classes),
             detection=model.detection,
         ),
+        search,
     )
 
 
-SUPERVISED_EXPORTS = {
-    "classify": export_classifier_bundle,
-    "segment": export_segmenter_bundle,
-    "detect": export_detector_bundle,
-}
-
-
-def export_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -> Path:
-    """Export a fitted, calibrated model to the bundle folder ``out``.
+def export_bundle(model: Any, out: str | Path, search: str = "graph") -> Path:
+    """Export a fitted model to the bundle folder ``out`` with the exporter its task registers.
 
     ``search`` (PatchCore only): "graph" keeps the exact nearest-neighbour search
     inside the ONNX graph; "faiss-flat" (exact) and "faiss-hnsw" (approximate)
     split the graph around the search, which the runtime then does with faiss
     over the memory bank stored beside it.
     """
-    task = getattr(model, "task", "anomaly")
-    if task in SUPERVISED_EXPORTS:
-        if search != "graph":
-            raise ValueError(f"search applies to PatchCore's memory bank, not to a {model.kind}")
-        return SUPERVISED_EXPORTS[task](model, out)
+    from lineguard.tasks import get_task
+
+    return get_task(model.task, type(model).__name__).resolve("exporter")(model, out, search=search)
+
+
+def export_anomaly_bundle(model: AnomalyModel, out: str | Path, search: str = "graph") -> Path:
+    """A fitted, calibrated PatchCore or PaDiM as a bundle (see :func:`export_bundle`)."""
     if model.module is None:
         raise ValueError("the model is not fitted")
     if model.calibration is None:

@@ -22,6 +22,8 @@ from lineguard.data.image_io import IMAGE_SUFFIXES
 from lineguard.errors import DataError
 
 LABEL_FORMATS = ("folder", "voc", "coco", "yolo", "mvtec", "kolektor")
+MASK_FORMATS = ("mvtec", "kolektor", "folder")  # segmentation: masks beside the images
+BOX_FORMATS = ("voc", "coco", "yolo")  # detection
 # Boxes may touch the border; a coordinate this far past it (pixels) is a labelling error.
 BORDER_TOLERANCE_PX = 1.0
 
@@ -297,13 +299,13 @@ def read_annotated(root: str | Path, format: str, task: str = "classify") -> Ann
     with masks/); detection reads VOC, COCO or YOLO boxes; classification reads class folders, VOC,
     COCO or YOLO (image class = its boxes')."""
     if task == "segment":
-        if format not in ("mvtec", "kolektor", "folder"):
+        if format not in MASK_FORMATS:
             raise DataError(
-                Path(root), f"segmentation reads masks: format mvtec, kolektor or folder, not {format!r}"
+                Path(root), f"segmentation reads masks: format {', '.join(MASK_FORMATS)}, not {format!r}"
             )
         return read_masks(root, format)
-    if task == "detect" and format not in ("voc", "coco", "yolo"):
-        raise DataError(Path(root), f"detection reads boxes: format voc, coco or yolo, not {format!r}")
+    if task == "detect" and format not in BOX_FORMATS:
+        raise DataError(Path(root), f"detection reads boxes: format {', '.join(BOX_FORMATS)}, not {format!r}")
     if format == "folder":
         return read_class_folders(root)
     if format == "voc":
@@ -349,6 +351,22 @@ def split_annotated(data: AnnotatedSet, val: float = 0.1, test: float = 0.2, see
     order = {str(s.path): i for i, s in enumerate(data.samples)}
     return AnnotatedSplit(
         *(tuple(sorted(parts[n], key=lambda s: order[str(s.path)])) for n in ("train", "val", "test"))
+    )
+
+
+def labelled_split_as_fitted(
+    metadata: dict, data: str | Path, format: str, task: str, seed: int | None, test_fraction: float | None
+) -> tuple[AnnotatedSet, AnnotatedSplit]:
+    """The labelled set split as training split it (the seed and fractions in its fit record),
+    unless ``seed`` or ``test_fraction`` override them."""
+    info = metadata.get("split", {})
+    return labelled_split(
+        data,
+        format,
+        seed if seed is not None else int(info.get("seed", 0)),
+        float(info.get("val_fraction", 0.1)),
+        test_fraction if test_fraction is not None else float(info.get("test_fraction", 0.2)),
+        task=task,
     )
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.data.labels import labelled_split_as_fitted
 from lineguard.data.seen import NONE_SEEN, SeenImages
+from lineguard.evaluation.result import Evaluation
 from lineguard.metrics.detection import detection_map
 from lineguard.results import Detections
 
@@ -134,3 +136,26 @@ def draw_detections(
             cv2.LINE_AA,
         )
     return picture
+
+
+def evaluate_on_data(
+    estimator: Any,
+    data: str | Path,
+    format: str,
+    out: str | Path | None,
+    *,
+    seed: int | None = None,
+    test_fraction: float | None = None,
+) -> Evaluation:
+    """`lineguard evaluate` for a detector or its bundle: the labelled split as trained, then scored."""
+    _, split = labelled_split_as_fitted(estimator.metadata, data, format, "detect", seed, test_fraction)
+    seen = SeenImages.of(estimator.metadata)
+    m = evaluate_detector(estimator, split.test, out, seen)
+    per_class = ", ".join(
+        f"{name} {v['ap50']:.3f}" for name, v in m["per_class"].items() if v["ap50"] is not None
+    )
+    summary = (
+        f"{m['n_images']} test images, {m['n_boxes']} boxes | mAP@0.5 {m['map50']:.4f} "
+        f"mAP@0.5:0.95 {m['map']:.4f} | AP@0.5 {per_class} | {m['ms_per_image']:.1f} ms/img"
+    )
+    return Evaluation(m, summary)

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.data.labels import labelled_split_as_fitted
 from lineguard.data.seen import NONE_SEEN, SeenImages
+from lineguard.evaluation.result import Evaluation, fmt
 from lineguard.metrics.anomaly import resize_mask
 
 
@@ -135,3 +137,25 @@ def _write_report(out: Path, metrics, labels, prediction, images, masks) -> None
             str(gallery / f"{i:04d}_score{prediction.scores[i]:.3f}.png"),
             cv2.cvtColor(picture, cv2.COLOR_RGB2BGR),
         )
+
+
+def evaluate_on_data(
+    estimator: Any,
+    data: str | Path,
+    format: str,
+    out: str | Path | None,
+    *,
+    seed: int | None = None,
+    test_fraction: float | None = None,
+) -> Evaluation:
+    """`lineguard evaluate` for a segmenter or its bundle: the labelled split as trained, then scored."""
+    _, split = labelled_split_as_fitted(estimator.metadata, data, format, "segment", seed, test_fraction)
+    seen = SeenImages.of(estimator.metadata)
+    m = evaluate_segmenter(estimator, split.test, out, seen)
+    summary = (
+        f"{m['n_good']} good, {m['n_defect']} defect | image AP {fmt(m['image_ap'])} AUROC "
+        f"{fmt(m['image_auroc'])} | at NG >= {m['threshold']:.2f}: FRR {fmt(m['false_reject_rate'])}, "
+        f"sensitivity {fmt(m['sensitivity'])} | mask IoU {m['mask_iou']:.4f} F1 {m['mask_f1']:.4f} | "
+        f"{m['ms_per_image']:.1f} ms/img"
+    )
+    return Evaluation(m, summary)

@@ -10,23 +10,11 @@ MODELS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": Padim}
 
 def load_model(path: str, device: str = "cpu"):
     """Load a model folder: an anomaly model (``AnomalyModel.save``) or a supervised one
-    (classifier, segmenter or detector)."""
+    (classifier, segmenter or detector), with the model class its task registers."""
     from lineguard.supervised.base import supervised_task
+    from lineguard.tasks import get_task
 
-    task = supervised_task(path)
-    if task == "classify":
-        from lineguard.supervised import ImageClassifier
-
-        return ImageClassifier.load(path, device=device)
-    if task == "segment":
-        from lineguard.supervised.segmenter import DefectSegmenter
-
-        return DefectSegmenter.load(path, device=device)
-    if task == "detect":
-        from lineguard.supervised.detector import DefectDetector
-
-        return DefectDetector.load(path, device=device)
-    return AnomalyModel.load(path, device=device)
+    return get_task(supervised_task(path) or "anomaly", path).resolve("model").load(path, device=device)
 
 
 __all__ = ["MODELS", "AnomalyModel", "AnomalyPrediction", "Padim", "PatchCore", "load_model"]

@@ -59,6 +59,7 @@ _MODEL_KINDS: dict[str, type[AnomalyModel]] = {}
 
 
 class AnomalyModel(ABC):
+    task: ClassVar[str] = "anomaly"  # its entry in lineguard.tasks
     kind: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

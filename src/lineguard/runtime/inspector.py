@@ -237,7 +237,7 @@ def build_index(bundle: Path, search: SearchSection, threads: int | None):
 
 def load_bundle(
     path: str | Path, providers: Sequence[str] | str | None = None, threads: int | None = None
-) -> Inspector:
+) -> BundleRuntime:
     """Verify a bundle (schema, sha256 of every file) and open it with ONNX Runtime.
 
     ``path`` is a bundle folder or its .zip; a zip is unpacked into a private temporary
@@ -254,17 +254,9 @@ def load_bundle(
     return _open(bundle, read_manifest(bundle), providers, threads)
 
 
-def _open(folder: Path, manifest: BundleManifest, providers, threads):
-    """The runtime for the bundle's task: anomaly scoring (and segmentation), classification or detection."""
-    task = manifest.task
-    if task == "classify":
-        from lineguard.runtime.classifier import ClassifierInspector
+def _open(folder: Path, manifest: BundleManifest, providers, threads) -> BundleRuntime:
+    """The runtime the task registry names for the bundle's task."""
+    from lineguard.tasks import get_task
 
-        return ClassifierInspector(folder, manifest, providers, threads)
-    if task == "detect":
-        from lineguard.runtime.detector import DetectorInspector
-
-        return DetectorInspector(folder, manifest, providers, threads)
-    if task not in ("anomaly", "segment"):  # a segmenter has the anomaly graph's contract: score + map
-        raise ModelFileError(f"{folder}: bundle task {task!r} is not known to this LineGuard")
-    return Inspector(folder, manifest, providers, threads)
+    runtime = get_task(manifest.task, folder).resolve("runtime")
+    return runtime(folder, manifest, providers, threads)

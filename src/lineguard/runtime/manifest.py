@@ -8,9 +8,10 @@ torch-free: the line PC reads it with ONNX Runtime, numpy and pydantic only.
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -117,7 +118,9 @@ class Provenance(_Section):
     seen_images_sha256: tuple[str, ...] = ()
 
 
-class _Manifest(_Section):
+class BundleManifest(_Section):
+    """What every task's manifest holds; each task's subclass adds its own sections."""
+
     format: Literal["lineguard-bundle"] = BUNDLE_FORMAT
     schema_version: Literal[2] = BUNDLE_SCHEMA_VERSION
     model: ModelSection
@@ -128,7 +131,7 @@ class _Manifest(_Section):
     files: dict[str, FileEntry]
 
     @model_validator(mode="after")
-    def _graph_files_listed(self) -> _Manifest:
+    def _graph_files_listed(self) -> BundleManifest:
         for name in self.bundle_files():
             if name not in self.files:
                 raise ValueError(f"{name} is used by the bundle but not listed under files")
@@ -139,7 +142,7 @@ class _Manifest(_Section):
         return [self.graph.file]
 
 
-class AnomalyManifest(_Manifest):
+class AnomalyManifest(BundleManifest):
     """PatchCore / PaDiM: score + anomaly map, thresholds calibrated on held-out good parts."""
 
     task: Literal["anomaly"] = "anomaly"
@@ -155,38 +158,41 @@ class AnomalyManifest(_Manifest):
         return [self.graph.file, *extra]
 
 
-class SegmentManifest(_Manifest):
+class SegmentManifest(BundleManifest):
     """A defect segmenter: the anomaly graph's contract (score + map), defect-probability map."""
 
     task: Literal["segment"] = "segment"
     classes: tuple[str, ...]
 
 
-class ClassifyManifest(_Manifest):
+class ClassifyManifest(BundleManifest):
     task: Literal["classify"] = "classify"
     classes: tuple[str, ...]
     decision: ClassifyDecision
     temperature: float = Field(gt=0)
 
 
-class DetectManifest(_Manifest):
+class DetectManifest(BundleManifest):
     task: Literal["detect"] = "detect"
     classes: tuple[str, ...]
     detection: DetectionSettings
 
 
-BundleManifest = Annotated[
-    AnomalyManifest | SegmentManifest | ClassifyManifest | DetectManifest, Field(discriminator="task")
-]
-_MANIFEST = TypeAdapter(BundleManifest)
+@functools.cache
+def _manifest_adapter() -> TypeAdapter:
+    """Every registered task's manifest, told apart by ``task`` (lineguard.tasks)."""
+    from lineguard.tasks import TASKS
+
+    kinds = tuple(spec.manifest for spec in TASKS.values())
+    return TypeAdapter(Annotated[Union[kinds], Field(discriminator="task")])  # noqa: UP007
 
 
 def manifest_json_schema() -> dict[str, Any]:
     """The JSON Schema of every task's manifest (what docs/bundle-manifest.schema.json holds)."""
-    return _MANIFEST.json_schema()
+    return _manifest_adapter().json_schema()
 
 
-def manifest_json(manifest: _Manifest) -> str:
+def manifest_json(manifest: BundleManifest) -> str:
     return manifest.model_dump_json(indent=2, exclude_none=False)
 
 
@@ -195,7 +201,7 @@ def parse_manifest(doc: dict[str, Any], where: str | Path) -> BundleManifest:
     if int(doc.get("schema_version", 0)) == 1:
         doc = upgrade_schema_1(doc)
     try:
-        return _MANIFEST.validate_python(doc)
+        return _manifest_adapter().validate_python(doc)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
