@@ -331,6 +331,7 @@ def run_dataset(key, fmt, path, seed, candidates, args) -> dict[str, dict]:
 
     from lineguard.data import open_dataset
     from lineguard.data.readers import split_good
+    from lineguard.data.seen import SeenImages, content_digests
     from lineguard.metrics import image_auroc, resize_mask
 
     torch.set_num_threads(args.threads)
@@ -340,7 +341,9 @@ def run_dataset(key, fmt, path, seed, candidates, args) -> dict[str, dict]:
         import random
 
         fit_s = sorted(random.Random(seed).sample(fit_s, args.max_train), key=lambda s: str(s.path))
-    test = list(split.test)
+    # As `evaluate` does: no test image that is, by content, one the training side holds.
+    seen = SeenImages(frozenset(content_digests(s.path for s in (*split.train, *split.calibration_defects))))
+    test = seen.leave_out(list(split.test), key)[0]
     labels = np.array([s.label for s in test], bool)
     results: dict[str, dict] = {}
     scores: dict[str, dict] = {}
