@@ -204,7 +204,14 @@ def test_a_classifier_bundle_evaluates_and_predicts_without_torch(trained, tmp_p
     data, model_dir, _ = trained
     bundle = export_bundle(ImageClassifier.load(model_dir), tmp_path / "bundle")
     torch_free_cli(
-        "evaluate", str(bundle), str(data), "--format", "folder", "--out", str(tmp_path / "report")
+        "evaluate",
+        str(bundle),
+        str(data),
+        "--format",
+        "folder",
+        "--out",
+        str(tmp_path / "report"),
+        env="eval",
     )
     torch_free_cli("predict", str(bundle), str(data / "spot" / "p0.png"), "--json")
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["n_images"] > 0

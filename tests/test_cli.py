@@ -330,7 +330,14 @@ def test_an_anomaly_bundle_evaluates_without_torch_like_the_model(trained, folde
     bundle = tmp_path / "bundle"
     assert runner.invoke(app, ["export", str(trained), "--out", str(bundle)]).exit_code == 0
     torch_free_cli(
-        "evaluate", str(bundle), str(folder_dataset), "--format", "folder", "--out", str(tmp_path / "b")
+        "evaluate",
+        str(bundle),
+        str(folder_dataset),
+        "--format",
+        "folder",
+        "--out",
+        str(tmp_path / "b"),
+        env="eval",
     )
     cmd = ["evaluate", str(trained), str(folder_dataset), "--format", "folder", "--out", str(tmp_path / "m")]
     assert runner.invoke(app, cmd).exit_code == 0
@@ -338,3 +345,17 @@ def test_an_anomaly_bundle_evaluates_without_torch_like_the_model(trained, folde
     for key in ("image_auroc", "pixel_auroc", "aupro", "n_excluded_seen_in_fit"):
         assert got[key] == pytest.approx(want[key], abs=1e-4), key
     assert got["decisions"] == want["decisions"]
+
+
+def test_the_line_pc_install_leaves_out_evaluation_and_says_how_to_add_it(trained, folder_dataset, tmp_path):
+    from torch_free import EVAL_ONLY, _importable, run_cli, runtime_python
+
+    python = runtime_python("runtime")
+    assert not any(_importable(python, module) for module in EVAL_ONLY)
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["export", str(trained), "--out", str(bundle)]).exit_code == 0
+    done = run_cli(
+        "evaluate", str(bundle), str(folder_dataset), "--format", "folder", "--out", str(tmp_path / "r")
+    )
+    assert done.returncode == 2 and "pip install 'lineguard[eval]'" in done.stderr, done.stderr
+    assert run_cli("predict", str(bundle), str(folder_dataset / "scratch"), "--json").returncode == 0

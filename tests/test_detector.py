@@ -220,7 +220,7 @@ def test_a_detector_bundle_evaluates_and_predicts_without_torch(trained, tmp_pat
     data, model_dir, _ = trained
     bundle, report = tmp_path / "bundle", tmp_path / "report"
     assert CliRunner().invoke(app, ["export", str(model_dir), "--out", str(bundle)]).exit_code == 0
-    torch_free_cli("evaluate", str(bundle), str(data), "-f", "yolo", "-o", str(report))
+    torch_free_cli("evaluate", str(bundle), str(data), "-f", "yolo", "-o", str(report), env="eval")
     result = CliRunner().invoke(
         app, ["evaluate", str(bundle), str(data), "-f", "yolo", "-o", str(tmp_path / "r")]
     )

@@ -101,7 +101,7 @@ def test_a_segmenter_bundle_evaluates_and_predicts_without_torch(trained, tmp_pa
         if python is None:
             assert CliRunner().invoke(app, args).exit_code == 0
         else:
-            python(*args)
+            python(*args, env="eval")
     got = json.loads((tmp_path / "torch-free" / "metrics.json").read_text())
     want = json.loads((tmp_path / "here" / "metrics.json").read_text())
     assert got["image_ap"] == pytest.approx(want["image_ap"], abs=1e-6) and got["mask_f1"] == pytest.approx(

@@ -52,6 +52,10 @@ class Task(StrEnum):
     segment = "segment"
 
 
+# What `evaluate` needs beyond the line PC's install (the `eval` extra).
+EVAL_MODULES = ("sklearn", "scipy", "matplotlib", "pycocotools")
+EVAL_HINT = "pip install 'lineguard[eval]'"
+
 # Synthetic defects `fit` makes when the layout has no labelled ones: they choose the model and
 # estimate the escapes (docs/benchmarks.md, anomaly protocol).
 SYNTHETIC_DEFECTS = 60
@@ -535,6 +539,10 @@ def evaluate(
         )
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EVAL_MODULES:
+            raise
+        _fail(ValueError(f"evaluate needs {exc.name}, which the line PC's install leaves out: " + EVAL_HINT))
     typer.echo(f"{evaluation.summary}\nreport: {out / 'metrics.json'}")
     _say_escapes(evaluation.metrics)
 

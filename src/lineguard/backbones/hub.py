@@ -102,7 +102,9 @@ def timm_spec(name: str) -> BackboneSpec:
         try:
             import timm
         except ImportError:
-            raise BackboneUnavailable(f"{name}: timm is not installed (pip install timm)") from None
+            raise BackboneUnavailable(
+                f"{name}: timm is not installed (pip install 'lineguard[hub]')"
+            ) from None
         try:
             probe = timm.create_model(model_name, pretrained=False, features_only=True)
             reductions = list(probe.feature_info.reduction())
