@@ -73,6 +73,10 @@ def test_train_evaluate_export_segmenter(trained, tmp_path):
     np.testing.assert_allclose(got.maps, want.maps, atol=1e-4)
     assert inspector.thresholds == model.thresholds and inspector.task == "segment"
     assert model.thresholds.ng == model.metadata["threshold_calibration"]["thresholds"]["ng"]
+    # Found: the calibrated thresholds were saved as the constructor's parameters.
+    doc = json.loads((model_dir / "model.json").read_text())
+    assert (doc["config"]["review_probability"], doc["config"]["ng_probability"]) == (0.3, 0.5)
+    assert doc["thresholds"] == model.thresholds.to_dict() != {"review": 0.3, "ng": 0.5}
     result = runner.invoke(
         app,
         [

@@ -77,6 +77,9 @@ class SupervisedModel:
         self.seed, self.epochs, self.batch_size = seed, epochs, batch_size
         self.lr, self.weight_decay, self.patience = lr, weight_decay, patience
         self.augment = augment if isinstance(augment, AugmentConfig) else AugmentConfig.from_dict(augment)
+        # Parameters as passed; ``thresholds`` are the ones in force: these fixed probabilities
+        # until fit calibrates them on the validation split.
+        self.review_probability, self.ng_probability = review_probability, ng_probability
         self.thresholds = DecisionThresholds(review_probability, ng_probability)
         self.device = torch.device(device)
         self.preprocessing = Preprocessing(*self.image_size, mean=spec.mean, std=spec.std)
@@ -97,8 +100,8 @@ class SupervisedModel:
             "weight_decay": self.weight_decay,
             "patience": self.patience,
             "augment": self.augment.to_dict(),
-            "review_probability": self.thresholds.review,
-            "ng_probability": self.thresholds.ng,
+            "review_probability": self.review_probability,
+            "ng_probability": self.ng_probability,
         }
 
     def _build(self, pretrained: bool) -> nn.Module:
@@ -247,6 +250,7 @@ class SupervisedModel:
             "kind": self.kind,
             "config": self.config(),
             "preprocessing": self.preprocessing.to_dict(),
+            "thresholds": self.thresholds.to_dict(),  # learned by fit (or the fixed ones)
             **self._document_extra(),
             "metadata": self.metadata,
             "files": {STATE_FILE: {"sha256": file_sha256(path / STATE_FILE)}},
@@ -281,6 +285,8 @@ class SupervisedModel:
             raise ModelFileError(f"{state_file}: does not match the model: {exc}") from None
         model.module = module.to(model.device).eval()
         model.metadata = dict(doc.get("metadata") or {})
+        if "thresholds" in doc:  # older models saved the calibrated thresholds as the config's
+            model.thresholds = DecisionThresholds.from_dict(doc["thresholds"])
         model._restore(doc)
         return model
 
