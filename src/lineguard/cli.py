@@ -531,12 +531,14 @@ def evaluate(
     from lineguard.tasks import get_task
 
     try:
+        # lineguard.evaluation needs the eval extra: imported where a missing one is explained.
+        from lineguard.evaluation.result import EvaluationRequest
+
         estimator = load_scorer(model_path, threads)
         spec = get_task(estimator.task, model_path)
         spec.check_format(format.value)
-        evaluation = spec.resolve("evaluator")(
-            estimator, data, format.value, out, seed=seed, test_fraction=test_fraction
-        )
+        request = EvaluationRequest(data, format.value, out, seed, test_fraction)
+        evaluation = spec.resolve("evaluator")(estimator, request)
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
     except ModuleNotFoundError as exc:

@@ -32,7 +32,7 @@ class TaskSpec:
     manifest: type[BundleManifest]  # its bundle's typed manifest, discriminated on ``task``
     # "module:Class" running its bundle on ONNX Runtime: Class(folder, manifest, providers, threads)
     runtime: str
-    evaluator: str  # "module:function" (torch-free): (estimator, data, format, out, *, seed, test_fraction)
+    evaluator: str  # "module:function" (torch-free): (estimator, EvaluationRequest) -> Evaluation
     model: str  # "module:Class" of the trainable model (torch); Class.load(path, device=...)
     exporter: str  # "module:function" (torch): (model, out, search="graph") -> bundle folder
     label_formats: tuple[str, ...]  # dataset layouts its training and evaluation read

@@ -16,7 +16,7 @@ import numpy as np
 from lineguard.data import DataSplit, SampleRef
 from lineguard.data.seen import SeenImages
 from lineguard.decision import Calibration, Decision, f1_optimal_threshold, sensitivity_threshold
-from lineguard.evaluation.result import Evaluation, fmt
+from lineguard.evaluation.result import Evaluation, EvaluationRequest, fmt
 from lineguard.metrics import aupro, binary_rates, image_auroc, pixel_auroc, resize_mask
 from lineguard.results import AnomalyPrediction
 
@@ -211,18 +211,11 @@ def evaluate_anomaly_model(
     return metrics
 
 
-def evaluate_on_data(
-    estimator: Scorer,
-    data: str | Path,
-    format: str,
-    out: str | Path | None,
-    *,
-    seed: int | None = None,
-    test_fraction: float | None = None,
-) -> Evaluation:
+def evaluate_on_data(estimator: Scorer, request: EvaluationRequest) -> Evaluation:
     """`lineguard evaluate` for an anomaly model or bundle: DATA split as fitted, then scored."""
-    split = split_as_fitted(estimator.metadata, data, format, seed, test_fraction)
-    m = evaluate_anomaly_model(estimator, split, out, progress=True)
+    r = request
+    split = split_as_fitted(estimator.metadata, r.data, r.format, r.seed, r.test_fraction)
+    m = evaluate_anomaly_model(estimator, split, r.out, progress=True)
     summary = (
         f"{m['dataset']}: {m['n_good']} good, {m['n_defect']} defect | "
         f"image AUROC {fmt(m['image_auroc'])}  pixel AUROC {fmt(m['pixel_auroc'])}  "

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.data.labels import labelled_split_as_fitted
 from lineguard.data.seen import NONE_SEEN, SeenImages
-from lineguard.evaluation.result import Evaluation
+from lineguard.evaluation.result import Evaluation, EvaluationRequest
 from lineguard.metrics.calibration import expected_calibration_error
 
 
@@ -127,21 +126,10 @@ def evaluate_classifier(
     return metrics
 
 
-def evaluate_on_data(
-    estimator: Any,
-    data: str | Path,
-    format: str,
-    out: str | Path | None,
-    *,
-    seed: int | None = None,
-    test_fraction: float | None = None,
-) -> Evaluation:
+def evaluate_on_data(estimator: Any, request: EvaluationRequest) -> Evaluation:
     """`lineguard evaluate` for a classifier or its bundle: the labelled split as trained, then scored."""
-    annotated, split = labelled_split_as_fitted(
-        estimator.metadata, data, format, "classify", seed, test_fraction
-    )
-    seen = SeenImages.of(estimator.metadata)
-    m = evaluate_classifier(estimator, split.test, annotated.classes, out, seen)
+    annotated, test, seen = request.labelled_test(estimator, "classify")
+    m = evaluate_classifier(estimator, test, annotated.classes, request.out, seen)
     summary = (
         f"{m['n_images']} test images | accuracy {m['accuracy']:.4f} | balanced accuracy "
         f"{m['balanced_accuracy']:.4f} | macro F1 {m['macro_f1']:.4f} | ECE {m['ece']:.4f} | "

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.data.labels import labelled_split_as_fitted
 from lineguard.data.seen import NONE_SEEN, SeenImages
-from lineguard.evaluation.result import Evaluation
+from lineguard.evaluation.result import Evaluation, EvaluationRequest
 from lineguard.metrics.detection import detection_map
 from lineguard.results import Detections
 
@@ -138,19 +137,10 @@ def draw_detections(
     return picture
 
 
-def evaluate_on_data(
-    estimator: Any,
-    data: str | Path,
-    format: str,
-    out: str | Path | None,
-    *,
-    seed: int | None = None,
-    test_fraction: float | None = None,
-) -> Evaluation:
+def evaluate_on_data(estimator: Any, request: EvaluationRequest) -> Evaluation:
     """`lineguard evaluate` for a detector or its bundle: the labelled split as trained, then scored."""
-    _, split = labelled_split_as_fitted(estimator.metadata, data, format, "detect", seed, test_fraction)
-    seen = SeenImages.of(estimator.metadata)
-    m = evaluate_detector(estimator, split.test, out, seen)
+    _, test, seen = request.labelled_test(estimator, "detect")
+    m = evaluate_detector(estimator, test, request.out, seen)
     per_class = ", ".join(
         f"{name} {v['ap50']:.3f}" for name, v in m["per_class"].items() if v["ap50"] is not None
     )

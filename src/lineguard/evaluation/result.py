@@ -1,9 +1,30 @@
-"""What an evaluation returns: its metrics (metrics.json) and the summary a person reads first."""
+"""What `lineguard evaluate` asks of a task's evaluator, and what the evaluator returns: its
+metrics (metrics.json) and the summary a person reads first."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    data: str | Path
+    format: str
+    out: str | Path | None
+    seed: int | None = None  # None: the split seed and test fraction the fit record holds
+    test_fraction: float | None = None
+
+    def labelled_test(self, estimator: Any, task: str):
+        """(the labelled set, its test split as training split it, the images the fit saw)."""
+        from lineguard.data.labels import labelled_split_as_fitted
+        from lineguard.data.seen import SeenImages
+
+        annotated, split = labelled_split_as_fitted(
+            estimator.metadata, self.data, self.format, task, self.seed, self.test_fraction
+        )
+        return annotated, split.test, SeenImages.of(estimator.metadata)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.data.labels import labelled_split_as_fitted
 from lineguard.data.seen import NONE_SEEN, SeenImages
-from lineguard.evaluation.result import Evaluation, fmt
+from lineguard.evaluation.result import Evaluation, EvaluationRequest, fmt
 from lineguard.metrics.anomaly import resize_mask
 
 
@@ -139,19 +138,10 @@ def _write_report(out: Path, metrics, labels, prediction, images, masks) -> None
         )
 
 
-def evaluate_on_data(
-    estimator: Any,
-    data: str | Path,
-    format: str,
-    out: str | Path | None,
-    *,
-    seed: int | None = None,
-    test_fraction: float | None = None,
-) -> Evaluation:
+def evaluate_on_data(estimator: Any, request: EvaluationRequest) -> Evaluation:
     """`lineguard evaluate` for a segmenter or its bundle: the labelled split as trained, then scored."""
-    _, split = labelled_split_as_fitted(estimator.metadata, data, format, "segment", seed, test_fraction)
-    seen = SeenImages.of(estimator.metadata)
-    m = evaluate_segmenter(estimator, split.test, out, seen)
+    _, test, seen = request.labelled_test(estimator, "segment")
+    m = evaluate_segmenter(estimator, test, request.out, seen)
     summary = (
         f"{m['n_good']} good, {m['n_defect']} defect | image AP {fmt(m['image_ap'])} AUROC "
         f"{fmt(m['image_auroc'])} | at NG >= {m['threshold']:.2f}: FRR {fmt(m['false_reject_rate'])}, "
