@@ -84,6 +84,11 @@ SUITES = {
 }
 
 
+def print_epoch(record: dict) -> None:
+    """A supervised bench's training progress: one JSON line per epoch on stderr."""
+    print(json.dumps(record), file=sys.stderr, flush=True)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -102,11 +107,11 @@ def run_one(spec: dict) -> dict:
     """Fit + evaluate one configuration in this process; returns the measurements."""
     import torch
 
-    from lineguard.cli import SYNTHETIC_DEFECTS
     from lineguard.data import open_dataset
     from lineguard.evaluation import evaluate_anomaly_model
     from lineguard.models import MODELS
     from lineguard.train import build_candidate, candidate_configs, select_anomaly_model
+    from lineguard.train.config import SYNTHETIC_DEFECTS
 
     torch.set_num_threads(spec["threads"])
     split = open_dataset(spec["data"], spec["format"], seed=spec["seed"])
@@ -355,7 +360,7 @@ def main() -> None:
             r = spawn(spec)
             size = r.get("memory_bank_size") or r.get("n_positions")
             lines.append(f"| {model} | {r['fit_seconds']:.1f} | {size} | {r['peak_rss_mb']:.0f} |")
-        from lineguard.cli import SYNTHETIC_DEFECTS
+        from lineguard.train.config import SYNTHETIC_DEFECTS
 
         spec = {**spec, "fit_only": False, "fit_step": True, "model": "auto"}
         print("running fit-time fit step ...", file=sys.stderr, flush=True)

@@ -56,13 +56,14 @@ def main() -> None:
     from lineguard.metrics.detection import detection_map
     from lineguard.runtime import load_bundle
     from lineguard.supervised.detector import DefectDetector
-    from lineguard.train.supervised import train_detector
+    from lineguard.train import TrainingHooks, train
+    from lineguard.train.config import DetectConfig
 
     torch.set_num_threads(2)
     tmp = tempfile.TemporaryDirectory()
     model_dir = args.model or Path(tmp.name) / "model"
     settings = {
-        "image_size": [args.size, args.size],
+        "image_size": (args.size, args.size),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -72,24 +73,22 @@ def main() -> None:
     reuse = False
     if (model_dir / "model.json").is_file():
         model = DefectDetector.load(model_dir)
-        config = model.config()
-        reuse = all(config[k] == v for k, v in settings.items())
+        saved = model.config.model_dump()
+        reuse = all(saved[k] == v for k, v in settings.items())
         if not reuse:
             sys.exit(f"{model_dir} holds a model trained with other settings; choose another --model")
         split = split_annotated(read_annotated(NEU, "voc", "detect"), val=0.1, test=0.2, seed=args.seed)
     else:
-        model, split = train_detector(
+        config = DetectConfig(**settings)
+        model, split = train(
+            "detect",
             NEU,
             "voc",
             model_dir,
-            image_size=(args.size, args.size),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            patience=args.patience,
-            seed=args.seed,
-            progress=False,
-            on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True),
+            config,
+            hooks=TrainingHooks(
+                progress=False, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
+            ),
         )
     images = [read_image(s.path) for s in split.test]
     gt_boxes = [s.boxes for s in split.test]

@@ -80,7 +80,8 @@ def main() -> None:
 
     from lineguard.data.seen import SeenImages
     from lineguard.evaluation.segmentation import evaluate_segmenter
-    from lineguard.train.supervised import train_segmenter
+    from lineguard.train import TrainingHooks, train
+    from lineguard.train.config import SegmentConfig
 
     torch.set_num_threads(2)
     rows = []
@@ -88,17 +89,21 @@ def main() -> None:
         for synthetic in (0, args.synthetic):
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                model, split = train_segmenter(
-                    KSDD,
-                    "kolektor",
-                    Path(tmp) / "model",
+                config = SegmentConfig(
                     image_size=(args.height, args.width),
                     epochs=args.epochs,
                     patience=args.patience,
                     seed=args.seed,
                     synthetic=synthetic,
                     defect_fraction=fraction,
-                    progress=False,
+                )
+                model, split = train(
+                    "segment",
+                    KSDD,
+                    "kolektor",
+                    Path(tmp) / "model",
+                    config,
+                    hooks=TrainingHooks(progress=False),
                 )
                 fit_s = time.perf_counter() - start
                 metrics = evaluate_segmenter(model, split.test, None, SeenImages.of(model.metadata))

@@ -93,21 +93,24 @@ def main() -> None:
     from lineguard.data.seen import SeenImages
     from lineguard.evaluation.segmentation import evaluate_segmenter
     from lineguard.runtime import load_bundle
-    from lineguard.train.supervised import train_segmenter
+    from lineguard.train import TrainingHooks, train
+    from lineguard.train.config import SegmentConfig
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        model, split = train_segmenter(
+        config = SegmentConfig(
+            epochs=args.epochs, patience=args.patience, seed=args.seed, synthetic=args.synthetic
+        )
+        model, split = train(
+            "segment",
             KSDD,
             "kolektor",
             Path(tmp) / "model",
-            epochs=args.epochs,
-            patience=args.patience,
-            seed=args.seed,
-            synthetic=args.synthetic,
-            progress=False,
-            on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True),
+            config,
+            hooks=TrainingHooks(
+                progress=False, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
+            ),
         )
         fit_s = time.perf_counter() - start
         inspector = load_bundle(export_bundle(model, Path(tmp) / "bundle"), threads=1)

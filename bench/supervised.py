@@ -58,22 +58,25 @@ def main() -> None:
     from lineguard.data import read_image
     from lineguard.evaluation.classification import classification_metrics
     from lineguard.runtime import load_bundle
-    from lineguard.train.supervised import train_classifier
+    from lineguard.train import TrainingHooks, train
+    from lineguard.train.config import ClassifyConfig
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         data = class_folders(Path(tmp) / "neu-cls")
         start = time.perf_counter()
-        model, split = train_classifier(
+        config = ClassifyConfig(
+            image_size=(args.size, args.size), epochs=args.epochs, patience=args.patience, seed=args.seed
+        )
+        model, split = train(
+            "classify",
             data,
             "folder",
             Path(tmp) / "model",
-            image_size=(args.size, args.size),
-            epochs=args.epochs,
-            patience=args.patience,
-            seed=args.seed,
-            progress=False,
-            on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True),
+            config,
+            hooks=TrainingHooks(
+                progress=False, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
+            ),
         )
         fit_s = time.perf_counter() - start
         images = [read_image(s.path) for s in split.test]

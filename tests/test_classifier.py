@@ -137,11 +137,13 @@ def test_train_evaluate_predict_export(trained, tmp_path):
 
 
 def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
-    from lineguard.train.supervised import train_classifier
+    from lineguard.train import TrainingHooks, train
+    from lineguard.train.config import ClassifyConfig
 
     data = write_classes(tmp_path / "data", n=8, seed=3)
-    options = dict(image_size=SIZE, epochs=3, batch_size=8, seed=1, progress=False)
-    straight, _ = train_classifier(data, "folder", tmp_path / "straight", **options)
+    config = ClassifyConfig(image_size=SIZE, epochs=3, batch_size=8, seed=1)
+    quiet = TrainingHooks(progress=False)
+    straight, _ = train("classify", data, "folder", tmp_path / "straight", config, hooks=quiet)
 
     class Stop(Exception):
         pass
@@ -151,9 +153,10 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train_classifier(data, "folder", tmp_path / "resumed", on_epoch=stop_after_two, **options)
+        hooks = TrainingHooks(progress=False, on_epoch=stop_after_two)
+        train("classify", data, "folder", tmp_path / "resumed", config, hooks=hooks)
     assert (tmp_path / "resumed" / "checkpoint" / "last.safetensors").is_file()
-    resumed, _ = train_classifier(data, "folder", tmp_path / "resumed", resume=True, **options)
+    resumed, _ = train("classify", data, "folder", tmp_path / "resumed", config, resume=True, hooks=quiet)
     assert [h["epoch"] for h in resumed.metadata["history"]] == [1, 2, 3]
     a, b = straight.module.state_dict(), resumed.module.state_dict()
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
@@ -215,3 +218,38 @@ def test_a_classifier_bundle_evaluates_and_predicts_without_torch(trained, tmp_p
     )
     torch_free_cli("predict", str(bundle), str(data / "spot" / "p0.png"), "--json")
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["n_images"] > 0
+
+
+def test_model_json_keeps_the_config_as_given_and_older_models_still_load(trained, tmp_path):
+    import shutil
+
+    from lineguard.train.config import ClassifyConfig
+
+    data, model_dir, _ = trained
+    doc = json.loads((model_dir / "model.json").read_text())
+    given = ClassifyConfig(image_size=SIZE, epochs=6, batch_size=8, lr=2e-3)
+    assert ClassifyConfig.model_validate(doc["config"]) == given and doc["config"]["good_classes"] is None
+    assert doc["classes"] == ["good", "scratch", "spot"] and doc["input_size"] == list(SIZE)
+    assert doc["metadata"]["split"]["val_fraction"] == given.val_fraction
+    # A model saved before the typed configs: classes and the resolved good classes in its config,
+    # no input size or classes beside it.
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    legacy = dict(doc)
+    legacy["config"] = {
+        k: v for k, v in doc["config"].items() if k not in ("val_fraction", "test_fraction")
+    } | {"classes": doc["classes"], "good_classes": ["good"]}
+    del legacy["classes"], legacy["input_size"]
+    (old / "model.json").write_text(json.dumps(legacy))
+    images = [read_image(p) for p in sorted(data.rglob("*.png"))[:6]]
+    new_model, old_model = ImageClassifier.load(model_dir), ImageClassifier.load(old)
+    assert old_model.classes == new_model.classes and old_model.good_classes == ("good",)
+    assert old_model.thresholds == new_model.thresholds
+    np.testing.assert_array_equal(
+        old_model.predict(images).probabilities, new_model.predict(images).probabilities
+    )
+    # A hand-edited document is refused naming the key.
+    legacy["config"]["epochs"] = 0
+    (old / "model.json").write_text(json.dumps(legacy))
+    with pytest.raises(Exception, match=r"config\.epochs"):
+        ImageClassifier.load(old)

@@ -42,7 +42,7 @@ def test_save_load_round_trip_gives_identical_scores(fitted, parts, tmp_path):
     fitted.save(tmp_path / "m")
     assert not list((tmp_path / "m").glob("*.pt*")) and (tmp_path / "m" / "state.safetensors").exists()
     loaded = load_model(str(tmp_path / "m"))
-    assert type(loaded) is type(fitted) and loaded.config() == fitted.config()
+    assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params()
     after = loaded.predict(images)
     np.testing.assert_array_equal(before.scores, after.scores)
     np.testing.assert_array_equal(before.maps, after.maps)
@@ -84,6 +84,16 @@ def test_load_refuses_newer_schema_and_missing_files(fitted, tmp_path):
         AnomalyModel.load(tmp_path / "m")
     with pytest.raises(ModelFileError, match="not found"):
         AnomalyModel.load(tmp_path / "nothing")
+
+
+def test_a_bad_fit_record_is_refused_naming_the_key(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert "selection" not in doc["metadata"]  # what a fit did not record stays absent
+    doc["metadata"]["seen_sha256"] = 5
+    (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match=r"model\.json: metadata\.seen_sha256"):
+        AnomalyModel.load(tmp_path / "m")
 
 
 def test_damaged_state_file_is_refused(fitted, tmp_path):

@@ -142,9 +142,10 @@ def test_synthetic_defects_extend_training_with_masks():
     from conftest import add_scratch, textured_part
 
     from lineguard.supervised import DefectSegmenter
+    from lineguard.train.config import SegmentConfig
 
     rng = np.random.default_rng(0)
-    model = DefectSegmenter(image_size=(64, 64), synthetic=8)
+    model = DefectSegmenter(SegmentConfig(synthetic=8), image_size=(64, 64))
     good = [model.prepare(textured_part(rng, 64)) for _ in range(4)]
     bad, mask = add_scratch(rng, textured_part(rng, 64))
     images = np.stack([*good, model.prepare(bad)])
@@ -152,4 +153,23 @@ def test_synthetic_defects_extend_training_with_masks():
     extra_x, extra_m = model._synthesize(images, masks)
     assert extra_x.shape == (8, 64, 64, 3) and extra_m.shape == (8, 64, 64)
     assert all(m.any() for m in extra_m)
-    assert DefectSegmenter(image_size=(64, 64), synthetic=0)._synthesize(images, masks)[0].shape[0] == 0
+    assert (
+        DefectSegmenter(SegmentConfig(synthetic=0), image_size=(64, 64))
+        ._synthesize(images, masks)[0]
+        .shape[0]
+        == 0
+    )
+
+
+def test_an_input_size_left_to_the_data_is_saved_beside_the_config(tmp_path):
+    from lineguard.supervised import DefectSegmenter
+    from lineguard.train.config import SegmentConfig
+
+    model = DefectSegmenter(SegmentConfig(epochs=3), image_size=(64, 96))
+    model.module = model._build(pretrained=False).eval()
+    model.save(tmp_path / "m")
+    loaded = DefectSegmenter.load(tmp_path / "m")
+    assert loaded.config == SegmentConfig(epochs=3) and loaded.config.image_size is None
+    assert loaded.image_size == (64, 96) and loaded.preprocessing == model.preprocessing
+    with pytest.raises(ValueError, match="leaves the input size to the data"):
+        DefectSegmenter(SegmentConfig())

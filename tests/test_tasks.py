@@ -15,6 +15,7 @@ from lineguard.runtime import load_bundle
 from lineguard.runtime.inspector import BundleRuntime, InspectionResult
 from lineguard.runtime.manifest import BundleManifest, _manifest_adapter
 from lineguard.tasks import TASKS, TaskSpec, get_task
+from lineguard.train.config import AnomalyConfig
 
 TORCH_FREE = ("runtime", "evaluator")
 TORCH_SIDE = ("model", "exporter")
@@ -71,6 +72,8 @@ def gauge_task(monkeypatch):
         model="lineguard.models.base:AnomalyModel",
         exporter="lineguard.bundle.export:export_anomaly_bundle",
         label_formats=("folder",),
+        config=AnomalyConfig,
+        trainer="lineguard.train.fit:train_anomaly",
     )
     monkeypatch.setitem(TASKS, "gauge", spec)
     _manifest_adapter.cache_clear()

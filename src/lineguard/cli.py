@@ -11,6 +11,15 @@ from typing import Annotated
 import typer
 
 from lineguard.errors import LineGuardError
+from lineguard.train.config import (
+    CONFIGS,
+    AnomalyConfig,
+    ClassifyConfig,
+    DetectConfig,
+    SegmentConfig,
+    TrainingConfig,
+    default,
+)
 
 app = typer.Typer(
     help="LineGuard: learn good parts, score new ones, decide OK / REVIEW / NG.",
@@ -56,10 +65,6 @@ class Task(StrEnum):
 EVAL_MODULES = ("sklearn", "scipy", "matplotlib", "pycocotools")
 EVAL_HINT = "pip install 'lineguard[eval]'"
 
-# Synthetic defects `fit` makes when the layout has no labelled ones: they choose the model and
-# estimate the escapes (docs/benchmarks.md, anomaly protocol).
-SYNTHETIC_DEFECTS = 60
-
 
 class ModelKind(StrEnum):
     auto = "auto"
@@ -102,6 +107,51 @@ def _threads(n: int | None) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+# Options named differently on the command line than in the configs.
+OPTION_NAMES = {"image_size": "--size", "tile_size": "--tile", "good_classes": "--good-class"}
+
+
+def _option(name: str) -> str:
+    return OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _per_task(name: str) -> str:
+    """A supervised setting's default for each task, for the help text (the configs hold them)."""
+
+    def shown(value) -> str:
+        if value is None:
+            return "auto"
+        return "x".join(map(str, value[::-1])) if isinstance(value, tuple) else f"{value:g}"
+
+    return ", ".join(
+        f"{c.task} {shown(default(c, name))}" for c in (ClassifyConfig, DetectConfig, SegmentConfig)
+    )
+
+
+def _config(kind: type[TrainingConfig], **options) -> TrainingConfig:
+    """The task's config from the command line's options; a bad one is refused naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return kind(**options)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else ""
+            inner = ".".join(str(p) for p in error["loc"][1:])
+            if error["type"] == "extra_forbidden" and inner:
+                problems.append(f"{_option(name)}: unknown key {inner!r}")
+            elif error["type"] == "extra_forbidden":
+                tasks = [c.task for c in CONFIGS.values() if name in c.model_fields]
+                problems.append(f"{_option(name)} applies to --task {' / '.join(tasks)} only")
+            else:
+                message = error["msg"].removeprefix("Value error, ")
+                where = f"{_option(name)}{' ' + inner if inner else ''}: " if name else ""
+                problems.append(f"{where}{message}")
+        _fail(ValueError("; ".join(problems)))
+        raise  # unreachable: _fail exits
 
 
 def load_scorer(path: Path, threads: int | None = None):
@@ -171,7 +221,7 @@ def fit(
             help="Part score = mean of this share of the highest anomaly-map pixels; "
             "0 = the single highest patch score."
         ),
-    ] = 0.01,
+    ] = default(AnomalyConfig, "top_fraction"),
     tile: Annotated[
         str | None,
         typer.Option(
@@ -184,7 +234,7 @@ def fit(
     ] = None,
     coreset_ratio: Annotated[
         float, typer.Option(help="PatchCore: share of patches kept in the memory bank.")
-    ] = 0.01,
+    ] = default(AnomalyConfig, "coreset_ratio"),
     reweight_neighbours: Annotated[
         int,
         typer.Option(
@@ -192,24 +242,26 @@ def fit(
             help="PatchCore: re-weight the highest patch score over this many bank neighbours (the "
             "paper's image score, b = 9); needs --top-fraction 0. 0 = off.",
         ),
-    ] = 0,
+    ] = default(AnomalyConfig, "reweight_neighbours"),
     good_class: Annotated[
         str | None,
         typer.Option(help="mvtec/folder layouts: the folder of good parts; default: good/ok/pass/normal."),
     ] = None,
     calibration_fraction: Annotated[
         float, typer.Option(help="Share of good images held out to calibrate thresholds.")
-    ] = 0.2,
-    target_frr: Annotated[float, typer.Option(help="False-reject rate the NG threshold aims at.")] = 0.005,
+    ] = default(AnomalyConfig, "calibration_fraction"),
+    target_frr: Annotated[float, typer.Option(help="False-reject rate the NG threshold aims at.")] = default(
+        AnomalyConfig, "target_frr"
+    ),
     review_rate: Annotated[
         float, typer.Option(help="Extra share of good parts that may go to REVIEW.")
-    ] = 0.02,
+    ] = default(AnomalyConfig, "review_rate"),
     target_sensitivity: Annotated[
         float,
         typer.Option(
             help="Share of labelled defects the REVIEW threshold must catch (when defects are known)."
         ),
-    ] = 0.99,
+    ] = default(AnomalyConfig, "target_sensitivity"),
     synthetic_defects: Annotated[
         int,
         typer.Option(
@@ -218,7 +270,7 @@ def fit(
             "from the held-out good images choose the model (--select) and estimate the escapes; "
             "0 = none.",
         ),
-    ] = SYNTHETIC_DEFECTS,
+    ] = default(AnomalyConfig, "synthetic_defects"),
     review_on_synthetic: Annotated[
         bool,
         typer.Option(
@@ -238,104 +290,44 @@ def fit(
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "cpu",
 ) -> None:
     """Learn good parts from DATA, calibrate thresholds on held-out good parts, save to OUT."""
-    from lineguard.data import open_dataset
-    from lineguard.train import Candidate, build_candidate, candidate_configs, select_anomaly_model
+    from lineguard.train import TrainingHooks, train
 
     _threads(threads)
+    config = _config(
+        AnomalyConfig,
+        model=model.value,
+        backbone=backbone,
+        image_size=parse_size(size),
+        select=select,
+        top_fraction=top_fraction,
+        tile_size=(parse_size(tile) or (256, 256)) if tile is not None else None,
+        tile_overlap=tile_overlap,
+        coreset_ratio=coreset_ratio,
+        reweight_neighbours=reweight_neighbours,
+        good_class=good_class,
+        calibration_fraction=calibration_fraction,
+        target_frr=target_frr,
+        review_rate=review_rate,
+        target_sensitivity=target_sensitivity,
+        synthetic_defects=synthetic_defects,
+        review_on_synthetic=review_on_synthetic,
+        test_fraction=test_fraction,
+        max_train=max_train,
+        seed=seed,
+        device=device,
+    )
+
+    def report(trial: dict) -> None:
+        h, w = trial["image_size"]
+        typer.echo(
+            f"  {trial['model']} {trial['backbone']} {w}x{h}: validation AUROC "
+            f"{trial['validation_auroc']:.4f}",
+            err=True,
+        )
+
+    hooks = TrainingHooks(say=lambda line: typer.echo(line, err=True), on_trial=report)
     try:
-        split = open_dataset(
-            data, format.value, seed=seed, test_fraction=test_fraction, good_class=good_class
-        )
-        kwargs: dict[str, object] = {"top_fraction": top_fraction or None}
-        if tile is None:
-            candidates = candidate_configs(
-                split,
-                backbone,
-                parse_size(size),
-                model=model.value,
-                select=select,
-                synthetic_defects=synthetic_defects,
-            )
-        else:
-            from lineguard.preprocess import Tiling
-            from lineguard.train.fit import native_size
-
-            tile_size = parse_size(tile) or (256, 256)
-            height, width = parse_size(size) or native_size(split.train)
-            overlap = tile_overlap if tile_overlap is not None else min(tile_size) // 8
-            kwargs["tiling"] = Tiling(height, width, *tile_size, overlap)
-            if model == ModelKind.padim:
-                raise ValueError("--tile needs a position-free model: --model patchcore")
-            candidates = candidate_configs(split, backbone, tile_size, model="patchcore", select=False)
-        if model == ModelKind.padim and reweight_neighbours:
-            raise ValueError("--reweight-neighbours applies to --model patchcore")
-        tiles = f" in {len(kwargs['tiling'].origins)} tiles" if "tiling" in kwargs else ""
-        if len(candidates) == 1:
-            ((kind, name, image_size),) = candidates
-            typer.echo(
-                f"{split.name}: {len(split.train)} good training images, input "
-                f"{image_size[1]}x{image_size[0]}{tiles}, {kind} on {name}",
-                err=True,
-            )
-        else:
-            evidence = (
-                f"{len(split.calibration_defects)} labelled"
-                if split.calibration_defects
-                else f"{synthetic_defects} synthetic"
-            )
-            typer.echo(
-                f"{split.name}: {len(split.train)} good training images; choosing among "
-                f"{len(candidates)} model x backbone x input candidates on {evidence} validation defects "
-                "(--no-select skips this)",
-                err=True,
-            )
-
-        def report(trial: dict) -> None:
-            h, w = trial["image_size"]
-            typer.echo(
-                f"  {trial['model']} {trial['backbone']} {w}x{h}: validation AUROC "
-                f"{trial['validation_auroc']:.4f}",
-                err=True,
-            )
-
-        def build(candidate: Candidate):
-            return build_candidate(
-                candidate,
-                seed=seed,
-                device=device,
-                coreset_ratio=coreset_ratio,
-                reweight_neighbours=reweight_neighbours,
-                **kwargs,
-            )
-
-        estimator = select_anomaly_model(
-            build,
-            candidates,
-            split,
-            report=report,
-            calibration_fraction=calibration_fraction,
-            target_frr=target_frr,
-            review_rate=review_rate,
-            target_sensitivity=target_sensitivity,
-            max_train=max_train,
-            seed=seed,
-            progress=True,
-            synthetic_defects=synthetic_defects,
-            review_on_synthetic=review_on_synthetic,
-            split_info={
-                "format": format.value,
-                "seed": seed,
-                "test_fraction": test_fraction,
-                "good_class": good_class,
-            },
-        )
-        if len(candidates) > 1:
-            typer.echo(
-                f"kept {estimator.kind} {estimator.backbone} "
-                f"{estimator.image_size[1]}x{estimator.image_size[0]}",
-                err=True,
-            )
-        estimator.save(out)
+        estimator = train("anomaly", data, format.value, out, config, hooks=hooks).model
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
     cal = estimator.calibration
@@ -362,38 +354,38 @@ def train(
             "(masks: mvtec, kolektor, folder)."
         ),
     ] = Task.classify,
-    backbone: Annotated[
-        str, typer.Option(help="Backbone name (see `lineguard backbones`).")
-    ] = "efficientnet_lite0",
+    backbone: Annotated[str, typer.Option(help="Backbone name (see `lineguard backbones`).")] = default(
+        ClassifyConfig, "backbone"
+    ),
     size: Annotated[
         str,
         typer.Option(
-            help="Network input: SIZE (square), WIDTHxHEIGHT, or auto (classify: 224; detect: 256; "
-            "segment: short side 256, aspect kept)."
+            help="Network input: SIZE (square), WIDTHxHEIGHT, or auto (segment: short side 256, aspect "
+            f"kept; {_per_task('image_size')})."
         ),
     ] = "auto",
-    epochs: Annotated[
-        int | None, typer.Option(min=1, help="Default: classify 30, detect 40, segment 40.")
-    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help=f"Default: {_per_task('epochs')}.")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(min=2, help="Default: classify 32, detect 8, segment 8.")
+        int | None, typer.Option(min=2, help=f"Default: {_per_task('batch_size')}.")
     ] = None,
     patience: Annotated[
-        int | None, typer.Option(min=0, help="Epochs without improvement before stopping (5 / 8 / 8).")
+        int | None,
+        typer.Option(min=0, help=f"Epochs without improvement before stopping ({_per_task('patience')})."),
     ] = None,
     lr: Annotated[
         float | None,
-        typer.Option(help="AdamW learning rate (cosine schedule); default: 1e-3 (detect: 5e-4)."),
+        typer.Option(help=f"AdamW learning rate (cosine schedule); default: {_per_task('lr')}."),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")
-    ] = 0,
+    ] = default(ClassifyConfig, "seed"),
     val_fraction: Annotated[
         float | None,
-        typer.Option(help="Held out for early stopping and calibration (0.1; segment 0.15)."),
+        typer.Option(help=f"Held out for early stopping and calibration ({_per_task('val_fraction')})."),
     ] = None,
     test_fraction: Annotated[
-        float | None, typer.Option(help="Held out for `lineguard evaluate` (0.2; segment 0.3).")
+        float | None,
+        typer.Option(help=f"Held out for `lineguard evaluate` ({_per_task('test_fraction')})."),
     ] = None,
     augment: Annotated[
         Path | None, typer.Option(help="YAML mapping of augmentation settings (see docs/supervised.md).")
@@ -407,7 +399,7 @@ def train(
             min=0,
             help="segment: add this many synthetic defects (CutPaste, scar, Perlin, copy-paste) to training.",
         ),
-    ] = 0,
+    ] = default(SegmentConfig, "synthetic"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint after an interruption.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
@@ -421,91 +413,36 @@ def train(
     """
     import yaml
 
-    from lineguard.train.supervised import train_classifier, train_detector, train_segmenter
+    from lineguard.train import TrainingHooks
+    from lineguard.train import train as train_task
+    from lineguard.train.supervised import epoch_line, training_summary
 
     _threads(threads)
-    if synthetic and task != Task.segment:
-        _fail(ValueError("--synthetic adds masked defects for --task segment only"))
-    if good_class and task != Task.classify:
-        _fail(ValueError("--good-class applies to --task classify (a detector's boxes are all defects)"))
-    image_size = parse_size(size)
-    segment = task == Task.segment
-    defaults = {
-        Task.classify: (30, 32, 5, 0.1, 0.2, 1e-3),
-        Task.detect: (40, 8, 8, 0.1, 0.2, 5e-4),
-        Task.segment: (40, 8, 8, 0.15, 0.3, 1e-3),
-    }[task]
-    options = {
-        "epochs": epochs or defaults[0],
-        "batch_size": batch_size or defaults[1],
-        "patience": patience if patience is not None else defaults[2],
-        "val_fraction": val_fraction if val_fraction is not None else defaults[3],
-        "test_fraction": test_fraction if test_fraction is not None else defaults[4],
-    }
-
-    def report(r: dict) -> None:
-        if task == Task.detect:
-            quality = f"mAP@0.5 {r['val_map50']:.4f} mAP@0.5:0.95 {r['val_map']:.4f}"
-        else:
-            quality = f"val loss {r['val_loss']:.4f} " + (
-                f"image AP {r['val_image_ap']:.4f}" if segment else f"accuracy {r['val_accuracy']:.4f}"
-            )
-        typer.echo(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | {quality}")
-
     try:
         settings = yaml.safe_load(augment.read_text()) if augment else None
-        common = {
-            "backbone": backbone,
-            "lr": lr if lr is not None else defaults[5],
-            "seed": seed,
-            "augment": settings,
-            "resume": resume,
-            "on_epoch": report,
-            **options,
-        }
-        if segment:
-            model, split = train_segmenter(
-                data, format.value, out, image_size=image_size, synthetic=synthetic, **common
-            )
-        elif task == Task.detect:
-            model, split = train_detector(
-                data, format.value, out, image_size=image_size or (256, 256), **common
-            )
-        else:
-            model, split = train_classifier(
-                data,
-                format.value,
-                out,
-                image_size=image_size or (224, 224),
-                good_classes=good_class,
-                **common,
-            )
+    except (OSError, yaml.YAMLError) as exc:
+        _fail(ValueError(f"--augment {augment}: {exc}"))
+    given = {
+        "backbone": backbone,
+        "image_size": parse_size(size),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "patience": patience,
+        "lr": lr,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "augment": settings,
+        "good_classes": tuple(good_class) if good_class else None,
+        "synthetic": synthetic or None,
+    }
+    config = _config(CONFIGS[task.value], **{k: v for k, v in given.items() if v is not None})
+    hooks = TrainingHooks(on_epoch=lambda record: typer.echo(epoch_line(task.value, record)))
+    try:
+        trained = train_task(task.value, data, format.value, out, config, resume=resume, hooks=hooks)
     except (LineGuardError, ValueError, OSError) as exc:
         _fail(exc)
-    meta = model.metadata
-    if segment:
-        typer.echo(
-            f"{meta['n_train']} train ({meta['n_train_defect']} defective, "
-            f"{meta['n_synthetic']} synthetic) / {meta['n_val']} val / "
-            f"{len(split.test)} test images at {model.image_size[1]}x{model.image_size[0]} | best epoch "
-            f"{meta['best_epoch']} of {meta['epochs_run']} | {meta['fit_seconds']:.0f} s\nmodel: {out}"
-        )
-        return
-    if task == Task.detect:
-        typer.echo(
-            f"{len(model.classes)} classes, {meta['n_train']} train ({meta['n_train_boxes']} boxes) / "
-            f"{meta['n_val']} val / {len(split.test)} test images at {model.image_size[1]}x"
-            f"{model.image_size[0]} | best epoch {meta['best_epoch']} of {meta['epochs_run']} | "
-            f"{meta['fit_seconds']:.0f} s\nmodel: {out}"
-        )
-        return
-    typer.echo(
-        f"{len(model.classes)} classes, {meta['n_train']} train / {meta['n_val']} val / "
-        f"{len(split.test)} test "
-        f"images | best epoch {meta['best_epoch']} of {meta['epochs_run']} | temperature "
-        f"{meta['temperature']:.3f}, val ECE {meta['val_ece_before']:.4f} -> {meta['val_ece_after']:.4f} | "
-        f"{meta['fit_seconds']:.0f} s\nmodel: {out}"
-    )
+    typer.echo(f"{training_summary(trained)}\nmodel: {out}")
 
 
 @app.command()

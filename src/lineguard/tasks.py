@@ -23,6 +23,13 @@ from lineguard.runtime.manifest import (
     DetectManifest,
     SegmentManifest,
 )
+from lineguard.train.config import (
+    AnomalyConfig,
+    ClassifyConfig,
+    DetectConfig,
+    SegmentConfig,
+    TrainingConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class TaskSpec:
     model: str  # "module:Class" of the trainable model (torch); Class.load(path, device=...)
     exporter: str  # "module:function" (torch): (model, out, search="graph") -> bundle folder
     label_formats: tuple[str, ...]  # dataset layouts its training and evaluation read
+    config: type[TrainingConfig]  # its typed training settings (torch-free); defaults live there
+    trainer: str  # "module:function" (torch): (data, format, out, config, resume=, hooks=) -> Trained
 
     def resolve(self, role: str) -> Any:
         """The class or function an entry names for ``role`` ("runtime", "evaluator", ...)."""
@@ -59,6 +68,8 @@ TASKS: dict[str, TaskSpec] = {
             model="lineguard.models.base:AnomalyModel",
             exporter="lineguard.bundle.export:export_anomaly_bundle",
             label_formats=tuple(ANOMALY_FORMATS),
+            config=AnomalyConfig,
+            trainer="lineguard.train.fit:train_anomaly",
         ),
         TaskSpec(
             "segment",
@@ -69,6 +80,8 @@ TASKS: dict[str, TaskSpec] = {
             model="lineguard.supervised.segmenter:DefectSegmenter",
             exporter="lineguard.bundle.export:export_segmenter_bundle",
             label_formats=MASK_FORMATS,
+            config=SegmentConfig,
+            trainer="lineguard.train.supervised:train_segmenter",
         ),
         TaskSpec(
             "classify",
@@ -79,6 +92,8 @@ TASKS: dict[str, TaskSpec] = {
             model="lineguard.supervised.classifier:ImageClassifier",
             exporter="lineguard.bundle.export:export_classifier_bundle",
             label_formats=LABEL_FORMATS,
+            config=ClassifyConfig,
+            trainer="lineguard.train.supervised:train_classifier",
         ),
         TaskSpec(
             "detect",
@@ -89,6 +104,8 @@ TASKS: dict[str, TaskSpec] = {
             model="lineguard.supervised.detector:DefectDetector",
             exporter="lineguard.bundle.export:export_detector_bundle",
             label_formats=BOX_FORMATS,
+            config=DetectConfig,
+            trainer="lineguard.train.supervised:train_detector",
         ),
     )
 }

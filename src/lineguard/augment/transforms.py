@@ -1,56 +1,18 @@
 """Augmentation per recipe (torchvision v2): geometric, photometric, noise, blur — applied to the
-image and, identically, to its boxes and mask, so labels stay on the defect they mark.
-
-Configured by a plain mapping (from YAML or the CLI), every key optional::
-
-    hflip: 0.5            # probability
-    vflip: 0.5
-    rot90: true           # random multiples of 90 degrees (parts without an up direction)
-    degrees: 10           # random rotation in [-10, 10]
-    translate: 0.05       # fraction of the size
-    scale: [0.9, 1.1]
-    brightness: 0.2       # colour jitter strengths
-    contrast: 0.2
-    noise_std: 0.02       # Gaussian noise, on the 0..1 scale
-    blur: 0.2             # probability of a Gaussian blur (kernel 3 or 5)
+image and, identically, to its boxes and mask, so labels stay on the defect they mark. The settings
+are ``AugmentConfig`` (lineguard.augment.config).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from lineguard.augment.config import AugmentConfig
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    hflip: float = 0.5
-    vflip: float = 0.0
-    rot90: bool = False
-    degrees: float = 0.0
-    translate: float = 0.0
-    scale: tuple[float, float] = (1.0, 1.0)
-    brightness: float = 0.1
-    contrast: float = 0.1
-    noise_std: float = 0.0
-    blur: float = 0.0
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any] | None) -> AugmentConfig:
-        doc = dict(doc or {})
-        unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"unknown augmentation keys {unknown}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        if "scale" in doc:
-            doc["scale"] = tuple(float(v) for v in doc["scale"])
-        return cls(**doc)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["AugmentConfig", "augment_sample", "build_augmentation"]
 
 
 class _Rot90:

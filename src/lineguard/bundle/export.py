@@ -132,7 +132,7 @@ def _graph(outputs: list[str], file: str = GRAPH_FILE) -> GraphSection:
 def _common(model: Any, out: Path, files: list[str]) -> dict[str, Any]:
     """The sections every task's manifest shares."""
     return {
-        "model": ModelSection(kind=model.kind, **model.config()),
+        "model": ModelSection(kind=model.kind, **model.get_params()),
         "preprocessing": model.preprocessing,
         "provenance": _provenance(model),
         "files": file_entries(out, files),

@@ -245,9 +245,16 @@ def append_affine(path: Path, outputs: Sequence[str], scale: float, offset: floa
     onnx.save(model, str(path))
 
 
+def _alike(scores: np.ndarray) -> bool:
+    """No spread beyond float noise (ONNX Runtime may score one image a few ulps apart by batch)."""
+    scores = scores.astype(np.float64)
+    return len(scores) < 2 or np.ptp(scores) <= 1e-6 * max(1.0, float(np.abs(scores).max()))
+
+
 def _fit_affine(int8_scores: np.ndarray, fp32_scores: np.ndarray) -> tuple[float, float]:
-    if len(int8_scores) < 2 or np.ptp(int8_scores) <= 0:
-        raise ValueError("the INT8 graph scores every calibration image alike; it cannot be mapped")
+    for name, scores in (("INT8", int8_scores), ("fp32", fp32_scores)):
+        if _alike(scores):
+            raise ValueError(f"the {name} graph scores every calibration image alike; it cannot be mapped")
     scale, offset = np.polyfit(int8_scores.astype(np.float64), fp32_scores.astype(np.float64), 1)
     return float(scale), float(offset)
 

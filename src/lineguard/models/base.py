@@ -8,34 +8,32 @@ normalised batch to (scores, maps) and is what gets exported.
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lineguard import __version__
 from lineguard.backbones import get_backbone_spec
-from lineguard.checksums import file_sha256, read_versioned_json
 from lineguard.decision import Calibration, DecisionThresholds
 from lineguard.errors import ModelFileError
+from lineguard.model_files import (
+    ANOMALY_FORMAT,
+    CONFIG_FILE,
+    STATE_FILE,
+    load_state,
+    read_document,
+    restore_module,
+    save_model,
+)
 from lineguard.models.layers import top_k_pixels
 from lineguard.preprocess import Preprocessing, Tiling, merge_tiles
 from lineguard.results import AnomalyPrediction
-
-MODEL_FORMAT = "lineguard-anomaly-model"
-MODEL_SCHEMA_VERSION = 1
-CONFIG_FILE = "model.json"
-STATE_FILE = "state.safetensors"
+from lineguard.train.config import AnomalyConfig, default
 
 
 def batched(images: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -71,7 +69,7 @@ class AnomalyModel(ABC):
         backbone: str = "efficientnet_lite0",
         image_size: tuple[int, int] = (256, 256),
         *,
-        top_fraction: float | None = 0.01,
+        top_fraction: float | None = default(AnomalyConfig, "top_fraction"),
         tiling: Tiling | dict[str, Any] | None = None,
         seed: int = 0,
         batch_size: int = 8,
@@ -100,7 +98,7 @@ class AnomalyModel(ABC):
     def _model_config(self) -> dict[str, Any]:
         """This model's own constructor arguments (JSON-serialisable)."""
 
-    def config(self) -> dict[str, Any]:
+    def get_params(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this model (JSON-serialisable)."""
         return {
             "backbone": self.backbone,
@@ -210,59 +208,41 @@ class AnomalyModel(ABC):
         if bar is not None:
             bar.close()
 
-    # -- persistence (JSON + safetensors, never pickle) --------------------------------------
+    # -- persistence (lineguard.model_files: JSON + safetensors, never pickle) ------------------
     def save(self, path: str | Path) -> Path:
         if self.module is None:
             raise RuntimeError("cannot save a model that is not fitted")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        save_file(state, str(path / STATE_FILE))
-        state_sha256 = file_sha256(path / STATE_FILE)
-        doc = {
-            "format": MODEL_FORMAT,
-            "schema_version": MODEL_SCHEMA_VERSION,
-            "kind": self.kind,
-            "config": self.config(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "calibration": self.calibration.to_dict() if self.calibration else None,
-            "metadata": self.metadata,
-            "files": {STATE_FILE: {"sha256": state_sha256}},
-            "versions": {
-                "lineguard": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
+        return save_model(
+            path,
+            self.module,
+            {
+                "format": ANOMALY_FORMAT,
+                "kind": self.kind,
+                "config": self.get_params(),
+                "preprocessing": self.preprocessing.to_dict(),
+                "calibration": self.calibration.to_dict() if self.calibration else None,
+                "metadata": self.metadata,
             },
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2, sort_keys=False))
-        return path
+        )
 
     @staticmethod
     def load(path: str | Path, device: str = "cpu") -> AnomalyModel:
         path = Path(path)
-        doc = read_model_document(path)
-        cls = _MODEL_KINDS.get(doc["kind"])
+        doc = read_document(path, ANOMALY_FORMAT, "anomaly model")
+        cls = _MODEL_KINDS.get(doc.kind)
         if cls is None:
-            raise ModelFileError(f"{path}: unknown model kind {doc['kind']!r}")
-        model = cls(**doc["config"], device=device)
-        expected = (doc.get("files") or {}).get(STATE_FILE, {}).get("sha256")
-        if expected and (path / STATE_FILE).is_file() and file_sha256(path / STATE_FILE) != expected:
-            raise ModelFileError(f"{path / STATE_FILE}: sha256 differs from model.json (damaged or replaced)")
+            raise ModelFileError(f"{path}: unknown model kind {doc.kind!r}")
         try:
-            state = load_file(str(path / STATE_FILE))
+            model = cls(**doc.config, device=device)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path / CONFIG_FILE}: config: {exc}") from None
+        state = load_state(path, doc)
+        try:
             module = model._build_module(pretrained=False, state=state)
-            module.load_state_dict(state, strict=True)
-        except FileNotFoundError:
-            raise ModelFileError(f"{path / STATE_FILE}: file not found") from None
-        except (RuntimeError, OSError, KeyError, ValueError, SafetensorError) as exc:
+        except (RuntimeError, KeyError, ValueError) as exc:
             raise ModelFileError(f"{path / STATE_FILE}: does not match the model: {exc}") from None
-        model.module = module.to(model.device).eval()
-        if doc.get("calibration"):
-            model.calibration = Calibration.from_dict(doc["calibration"])
-        model.metadata = dict(doc.get("metadata") or {})
+        model.module = restore_module(path, module, state).to(model.device).eval()
+        if doc.calibration:
+            model.calibration = Calibration.from_dict(doc.calibration)
+        model.metadata = doc.metadata.model_dump(exclude_unset=True)
         return model
-
-
-def read_model_document(path: Path) -> dict[str, Any]:
-    return read_versioned_json(path / CONFIG_FILE, MODEL_FORMAT, MODEL_SCHEMA_VERSION, "anomaly model")

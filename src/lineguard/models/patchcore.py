@@ -25,6 +25,7 @@ from lineguard.models.layers import (
     nearest_neighbour,
     reweighted_max_score,
 )
+from lineguard.train.config import AnomalyConfig, default
 
 
 class PatchCoreModule(nn.Module):
@@ -92,12 +93,12 @@ class PatchCore(AnomalyModel):
         backbone: str = "efficientnet_lite0",
         image_size: tuple[int, int] = (256, 256),
         *,
-        coreset_ratio: float = 0.01,
+        coreset_ratio: float = default(AnomalyConfig, "coreset_ratio"),
         patch_size: int = 3,
         sigma: float = 4.0,
         projection_dim: int = 128,
         max_pool: int | None = 262_144,
-        reweight_neighbours: int = 0,
+        reweight_neighbours: int = default(AnomalyConfig, "reweight_neighbours"),
         **common: Any,
     ) -> None:
         super().__init__(backbone, image_size, **common)

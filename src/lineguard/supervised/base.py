@@ -7,44 +7,40 @@ computed, and adds its own fields to the saved document.
 
 from __future__ import annotations
 
-import json
 import math
-import platform
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from pydantic import ValidationError
 from torch import nn
 
-from lineguard import __version__
-from lineguard.augment.transforms import AugmentConfig
 from lineguard.backbones import get_backbone_spec
-from lineguard.checksums import file_sha256, read_versioned_json
 from lineguard.decision import DecisionThresholds
 from lineguard.errors import ModelFileError
+from lineguard.model_files import (
+    CONFIG_FILE,
+    SUPERVISED_FORMAT,
+    ModelDocument,
+    load_state,
+    peek_document,
+    read_document,
+    restore_module,
+    save_model,
+)
 from lineguard.preprocess import Preprocessing, to_uint8_scale
 from lineguard.preprocess.transforms import as_rgb
 from lineguard.supervised.checkpoint import load_checkpoint, save_checkpoint, state_to_cpu
-
-SUPERVISED_FORMAT = "lineguard-supervised-model"
-SUPERVISED_SCHEMA_VERSION = 1
-CONFIG_FILE = "model.json"
-STATE_FILE = "state.safetensors"
+from lineguard.train.config import SupervisedConfig, config_error
 
 
 def supervised_task(path: str | Path) -> str | None:
     """ "classify" / "segment" / "detect" for a supervised model folder, None for anything else."""
-    try:
-        doc = json.loads((Path(path) / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc.get("task") if isinstance(doc, dict) and doc.get("format") == SUPERVISED_FORMAT else None
+    doc = peek_document(path)
+    return doc.get("task") if doc and doc.get("format") == SUPERVISED_FORMAT else None
 
 
 def is_supervised_model(path: str | Path) -> bool:
@@ -54,55 +50,43 @@ def is_supervised_model(path: str | Path) -> bool:
 class SupervisedModel:
     task: ClassVar[str]
     kind: ClassVar[str]
+    config_type: ClassVar[type[SupervisedConfig]]
+    classes: tuple[str, ...]
 
     def __init__(
-        self,
-        backbone: str,
-        image_size: tuple[int, int],
-        *,
-        seed: int,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        weight_decay: float,
-        patience: int,
-        augment: AugmentConfig | dict[str, Any] | None,
-        review_probability: float,
-        ng_probability: float,
-        device: str,
+        self, config: SupervisedConfig, *, image_size: tuple[int, int] | None = None, device: str = "cpu"
     ) -> None:
-        spec = get_backbone_spec(backbone)
-        self.backbone = backbone
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.seed, self.epochs, self.batch_size = seed, epochs, batch_size
-        self.lr, self.weight_decay, self.patience = lr, weight_decay, patience
-        self.augment = augment if isinstance(augment, AugmentConfig) else AugmentConfig.from_dict(augment)
-        # Parameters as passed; ``thresholds`` are the ones in force: these fixed probabilities
-        # until fit calibrates them on the validation split.
-        self.review_probability, self.ng_probability = review_probability, ng_probability
-        self.thresholds = DecisionThresholds(review_probability, ng_probability)
+        """``config``: the settings as the user gave them (kept as they are, saved in model.json);
+        ``image_size``: the network input when the config leaves it to the data (None there)."""
+        size = image_size or config.image_size
+        if size is None:
+            raise ValueError(
+                f"{self.kind}: the config leaves the input size to the data; pass image_size "
+                "(lineguard.train.train chooses it from the training images)"
+            )
+        self.config = config
+        self.image_size = (int(size[0]), int(size[1]))
+        spec = get_backbone_spec(config.backbone)
+        # The thresholds in force: the config's fixed probabilities until fit calibrates them on
+        # the validation split.
+        self.thresholds = DecisionThresholds(config.review_probability, config.ng_probability)
         self.device = torch.device(device)
         self.preprocessing = Preprocessing(*self.image_size, mean=spec.mean, std=spec.std)
         self.module: nn.Module | None = None
         self.metadata: dict[str, Any] = {}
 
-    # -- configuration ------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The config with the input size in force and the classes (a bundle's model section)."""
+        params = self.config.model_dump(mode="json")
+        return {**params, "image_size": list(self.image_size), "classes": list(self.classes)}
 
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this model (JSON-serialisable)."""
-        return {
-            "backbone": self.backbone,
-            "image_size": list(self.image_size),
-            "seed": self.seed,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "patience": self.patience,
-            "augment": self.augment.to_dict(),
-            "review_probability": self.review_probability,
-            "ng_probability": self.ng_probability,
-        }
+    @property
+    def backbone(self) -> str:
+        return self.config.backbone
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     def _build(self, pretrained: bool) -> nn.Module:
         raise NotImplementedError
@@ -110,7 +94,7 @@ class SupervisedModel:
     def _trainable_backbone(self, pretrained: bool) -> nn.Module:
         from lineguard.backbones import create_backbone
 
-        backbone = create_backbone(self.backbone, pretrained=pretrained)
+        backbone = create_backbone(self.config.backbone, pretrained=pretrained)
         for p in backbone.parameters():
             p.requires_grad_(True)  # fine-tuned end to end
         return backbone
@@ -148,9 +132,10 @@ class SupervisedModel:
         from tqdm.auto import tqdm
 
         assert self.module is not None
-        optimizer = torch.optim.AdamW(self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        c = self.config
+        optimizer = torch.optim.AdamW(self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, self.epochs) / self.epochs))
+            optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, c.epochs) / c.epochs))
         )
         state: dict[str, Any] = {
             "epoch": 0,
@@ -164,8 +149,8 @@ class SupervisedModel:
         if resume and checkpoint is not None and (checkpoint / "last.json").is_file():
             state, best_weights = load_checkpoint(checkpoint, self.module, optimizer, schedule)
         start = time.perf_counter()
-        for epoch in range(state["epoch"], self.epochs):
-            if state["bad_epochs"] > self.patience:
+        for epoch in range(state["epoch"], c.epochs):
+            if state["bad_epochs"] > c.patience:
                 break
             # Each epoch's shuffling, augmentation and dropout depend on the seed and the epoch only,
             # so a resumed run repeats exactly what an uninterrupted one would have done.
@@ -175,13 +160,13 @@ class SupervisedModel:
             self.module.train()
             losses = []
             bar = tqdm(
-                range(0, len(order), self.batch_size),
-                desc=f"epoch {epoch + 1}/{self.epochs}",
+                range(0, len(order), c.batch_size),
+                desc=f"epoch {epoch + 1}/{c.epochs}",
                 disable=not progress,
                 leave=False,
             )
             for i in bar:
-                idx = order[i : i + self.batch_size]
+                idx = order[i : i + c.batch_size]
                 if len(idx) < 2:
                     continue  # BatchNorm needs two samples
                 loss = batch_loss(idx)
@@ -228,67 +213,61 @@ class SupervisedModel:
         self.thresholds = calibration.thresholds
         self.metadata["threshold_calibration"] = calibration.to_dict()
 
-    # -- persistence --------------------------------------------------------------------------
+    # -- persistence (lineguard.model_files) ----------------------------------------------------
 
     def _document_extra(self) -> dict[str, Any]:
-        """Fields of the saved document beyond the common ones (e.g. the temperature)."""
+        """Learned fields of the saved document beyond the common ones (e.g. the temperature)."""
         return {}
 
-    def _restore(self, doc: dict[str, Any]) -> None:
+    def _restore(self, doc: ModelDocument) -> None:
         """Read back what ``_document_extra`` saved."""
 
     def save(self, path: str | Path) -> Path:
         if self.module is None:
             raise RuntimeError(f"cannot save a {self.kind} that is not fitted")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(state_to_cpu(self.module), str(path / STATE_FILE))
-        doc = {
-            "format": SUPERVISED_FORMAT,
-            "schema_version": SUPERVISED_SCHEMA_VERSION,
-            "task": self.task,
-            "kind": self.kind,
-            "config": self.config(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "thresholds": self.thresholds.to_dict(),  # learned by fit (or the fixed ones)
-            **self._document_extra(),
-            "metadata": self.metadata,
-            "files": {STATE_FILE: {"sha256": file_sha256(path / STATE_FILE)}},
-            "versions": {
-                "lineguard": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
+        return save_model(
+            path,
+            self.module,
+            {
+                "format": SUPERVISED_FORMAT,
+                "task": self.task,
+                "kind": self.kind,
+                "config": self.config.model_dump(mode="json"),
+                "input_size": self.image_size,
+                "classes": self.classes,
+                "preprocessing": self.preprocessing.to_dict(),
+                "thresholds": self.thresholds.to_dict(),  # learned by fit (or the fixed ones)
+                **self._document_extra(),
+                "metadata": self.metadata,
             },
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(doc, indent=2))
-        return path
+        )
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Self:
         path = Path(path)
-        doc = read_versioned_json(
-            path / CONFIG_FILE, SUPERVISED_FORMAT, SUPERVISED_SCHEMA_VERSION, "supervised model"
-        )
-        if doc.get("task") != cls.task:
-            raise ModelFileError(f"{path}: a {doc.get('task')} model, not a {cls.kind}")
-        model = cls(**doc["config"], device=device)
-        state_file = path / STATE_FILE
-        if not state_file.is_file():
-            raise ModelFileError(f"{state_file}: file not found")
-        if file_sha256(state_file) != doc["files"][STATE_FILE]["sha256"]:
-            raise ModelFileError(f"{state_file}: sha256 differs from model.json (damaged or replaced)")
+        doc = read_document(path, SUPERVISED_FORMAT, "supervised model")
+        if doc.task != cls.task:
+            raise ModelFileError(f"{path}: a {doc.task} model, not a {cls.kind}")
+        raw = dict(doc.config)
+        classes = doc.classes or tuple(raw.pop("classes", ()))  # older models kept them in config
         try:
-            module = model._build(pretrained=False)
-            module.load_state_dict(load_file(str(state_file)), strict=True)
-        except (RuntimeError, SafetensorError) as exc:
-            raise ModelFileError(f"{state_file}: does not match the model: {exc}") from None
-        model.module = module.to(model.device).eval()
-        model.metadata = dict(doc.get("metadata") or {})
-        if "thresholds" in doc:  # older models saved the calibrated thresholds as the config's
-            model.thresholds = DecisionThresholds.from_dict(doc["thresholds"])
+            config = cls.config_type.model_validate(raw)
+        except ValidationError as exc:
+            raise ModelFileError(f"{path / CONFIG_FILE}: {config_error(exc, 'config.')}") from None
+        model = cls._from_document(config, classes, doc.input_size, device)
+        state = load_state(path, doc)
+        model.module = restore_module(path, model._build(pretrained=False), state).to(model.device).eval()
+        model.metadata = doc.metadata.model_dump(exclude_unset=True)
+        if doc.thresholds is not None:  # older models saved the calibrated thresholds as the config's
+            model.thresholds = DecisionThresholds.from_dict(doc.thresholds)
         model._restore(doc)
         return model
+
+    @classmethod
+    def _from_document(
+        cls, config: Any, classes: tuple[str, ...], input_size: tuple[int, int] | None, device: str
+    ) -> Self:
+        return cls(config, image_size=input_size, device=device)
 
 
 def stack_prepared(model: SupervisedModel, images: Sequence[np.ndarray]) -> np.ndarray:

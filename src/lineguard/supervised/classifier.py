@@ -18,11 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
+from lineguard.augment.transforms import augment_sample, build_augmentation
 from lineguard.data.samples import GOOD_CLASS_NAMES
+from lineguard.errors import ModelFileError
 from lineguard.metrics.calibration import expected_calibration_error, fit_temperature, softmax
+from lineguard.model_files import ModelDocument
 from lineguard.results import ClassPrediction
 from lineguard.supervised.base import SupervisedModel, stack_prepared
+from lineguard.train.config import ClassifyConfig
 
 
 class ClassifierNet(nn.Module):
@@ -47,49 +50,31 @@ class ImageClassifier(SupervisedModel):
     task = "classify"
     kind = "classifier"
 
+    config_type = ClassifyConfig
+
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
-        image_size: tuple[int, int] = (224, 224),
+        config: ClassifyConfig | None = None,
         classes: Sequence[str] = (),
         *,
-        good_classes: Sequence[str] | None = None,
-        seed: int = 0,
-        epochs: int = 30,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        patience: int = 5,
-        augment: AugmentConfig | dict[str, Any] | None = None,
-        review_probability: float = 0.2,
-        ng_probability: float = 0.5,
+        image_size: tuple[int, int] | None = None,
         device: str = "cpu",
     ) -> None:
-        super().__init__(
-            backbone,
-            image_size,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=patience,
-            augment=augment,
-            review_probability=review_probability,
-            ng_probability=ng_probability,
-            device=device,
-        )
+        config = config or ClassifyConfig()
+        super().__init__(config, image_size=image_size, device=device)
         self.classes = tuple(classes)
+        good_classes = config.good_classes
         if good_classes is None:
-            good_classes = [c for c in self.classes if c.lower() in GOOD_CLASS_NAMES]
+            good_classes = tuple(c for c in self.classes if c.lower() in GOOD_CLASS_NAMES)
         unknown = sorted(set(good_classes) - set(self.classes))
         if unknown:
             raise ValueError(f"good classes {unknown} are not among the classes {list(self.classes)}")
         self.good_classes = tuple(good_classes)
         self.temperature = 1.0
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "classes": list(self.classes), "good_classes": list(self.good_classes)}
+    @classmethod
+    def _from_document(cls, config, classes, input_size, device):
+        return cls(config, classes, image_size=input_size, device=device)
 
     def _build(self, pretrained: bool) -> ClassifierNet:
         if len(self.classes) < 2:
@@ -99,8 +84,10 @@ class ImageClassifier(SupervisedModel):
     def _document_extra(self) -> dict[str, Any]:
         return {"temperature": self.temperature}
 
-    def _restore(self, doc: dict[str, Any]) -> None:
-        self.temperature = float(doc["temperature"])
+    def _restore(self, doc: ModelDocument) -> None:
+        if doc.temperature is None:
+            raise ModelFileError("model.json: temperature: missing (a classifier saves its calibration)")
+        self.temperature = float(doc.temperature)
 
     # -- training -----------------------------------------------------------------------------
 
@@ -118,7 +105,7 @@ class ImageClassifier(SupervisedModel):
     ) -> ImageClassifier:
         """Fine-tune; early stopping on validation accuracy (ties: lower validation loss); the best
         epoch's weights are kept, then the temperature is fitted on the validation split."""
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.config.seed)
         train_x, val_x = stack_prepared(self, train_images), stack_prepared(self, val_images)
         train_y = np.asarray(train_labels, np.int64)
         val_y = np.asarray(val_labels, np.int64)
@@ -131,7 +118,7 @@ class ImageClassifier(SupervisedModel):
         # Class-balanced loss: each class weighs as much as the others, whatever its count.
         weights = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=self.device)
         self.module = self._build(pretrained=True).to(self.device)
-        augment = build_augmentation(self.augment)
+        augment = build_augmentation(self.config.augment)
 
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
             batch = np.stack([augment_sample(augment, train_x[j])[0] for j in idx])

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
+from lineguard.augment.transforms import augment_sample, build_augmentation
 from lineguard.detections import DetectionSettings, select_detections
 from lineguard.results import Detections
 from lineguard.supervised.base import SupervisedModel, stack_prepared
+from lineguard.train.config import DetectConfig
 
 LEVEL_STRIDES = (8, 16, 32, 64)
 
@@ -142,66 +143,36 @@ class DefectDetector(SupervisedModel):
     task = "detect"
     kind = "detector"
 
+    config_type = DetectConfig
+
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
-        image_size: tuple[int, int] = (256, 256),
+        config: DetectConfig | None = None,
         classes: Sequence[str] = (),
         *,
-        seed: int = 0,
-        epochs: int = 40,
-        batch_size: int = 8,
-        lr: float = 5e-4,
-        weight_decay: float = 1e-4,
-        patience: int = 8,
-        augment: AugmentConfig | dict[str, Any] | None = None,
-        width: int = 128,
-        head_convs: int = 3,
-        detection: DetectionSettings | dict[str, Any] | None = None,
-        review_probability: float = 0.3,
-        ng_probability: float = 0.5,
+        image_size: tuple[int, int] | None = None,
         device: str = "cpu",
     ) -> None:
-        if augment is None:
-            augment = AugmentConfig(hflip=0.5, vflip=0.5, brightness=0.1, contrast=0.1)
-        super().__init__(
-            backbone,
-            image_size,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=patience,
-            augment=augment,
-            review_probability=review_probability,
-            ng_probability=ng_probability,
-            device=device,
-        )
+        super().__init__(config or DetectConfig(), image_size=image_size, device=device)
         if not classes:
             raise ValueError("a detector needs its class names")
         self.classes = tuple(classes)
-        self.width, self.head_convs = width, head_convs
-        self.detection = (
-            detection if isinstance(detection, DetectionSettings) else DetectionSettings.from_dict(detection)
-        )
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "classes": list(self.classes),
-            "width": self.width,
-            "head_convs": self.head_convs,
-            "detection": self.detection.to_dict(),
-        }
+    @property
+    def detection(self) -> DetectionSettings:
+        return self.config.detection
+
+    @classmethod
+    def _from_document(cls, config, classes, input_size, device):
+        return cls(config, classes, image_size=input_size, device=device)
 
     def _build(self, pretrained: bool) -> DetectorNet:
         return DetectorNet(
             self._trainable_backbone(pretrained),
             len(self.classes),
             self.image_size,
-            self.width,
-            self.head_convs,
+            self.config.width,
+            self.config.head_convs,
         )
 
     def prepare_boxes(self, boxes: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -229,7 +200,7 @@ class DefectDetector(SupervisedModel):
         indices into ``classes``. Early stopping on the validation split's mAP@0.5 (then mAP@0.5:0.95)."""
         from lineguard.metrics.detection import detection_map
 
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.config.seed)
         train_x, val_x = stack_prepared(self, train_images), stack_prepared(self, val_images)
         train_b = [self.prepare_boxes(b, im.shape) for b, im in zip(train_boxes, train_images, strict=True)]
         val_b = [self.prepare_boxes(b, im.shape) for b, im in zip(val_boxes, val_images, strict=True)]
@@ -238,7 +209,7 @@ class DefectDetector(SupervisedModel):
         if not any(len(b) for b in train_b):
             raise ValueError("detection needs training images with labelled boxes")
         self.module = self._build(pretrained=True).to(self.device)
-        augment = build_augmentation(self.augment)
+        augment = build_augmentation(self.config.augment)
 
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
             images, targets = [], []

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lineguard.augment.transforms import AugmentConfig, augment_sample, build_augmentation
+from lineguard.augment.transforms import augment_sample, build_augmentation
 from lineguard.metrics.anomaly import resize_mask
 from lineguard.results import AnomalyPrediction
 from lineguard.supervised.base import SupervisedModel, stack_prepared
+from lineguard.train.config import SegmentConfig
 
 
 class SegmenterNet(nn.Module):
@@ -71,49 +72,16 @@ class DefectSegmenter(SupervisedModel):
     kind = "segmenter"
     classes = ("good", "defect")
 
+    config_type = SegmentConfig
+
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
-        image_size: tuple[int, int] = (256, 256),
+        config: SegmentConfig | None = None,
         *,
-        seed: int = 0,
-        epochs: int = 40,
-        batch_size: int = 8,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        patience: int = 8,
-        augment: AugmentConfig | dict[str, Any] | None = None,
-        defect_oversampling: float = 3.0,
-        synthetic: int = 0,
-        review_probability: float = 0.3,
-        ng_probability: float = 0.5,
+        image_size: tuple[int, int] | None = None,
         device: str = "cpu",
     ) -> None:
-        if augment is None:
-            augment = AugmentConfig(hflip=0.5, vflip=0.5, brightness=0.1, contrast=0.1)
-        super().__init__(
-            backbone,
-            image_size,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=patience,
-            augment=augment,
-            review_probability=review_probability,
-            ng_probability=ng_probability,
-            device=device,
-        )
-        self.defect_oversampling = defect_oversampling
-        self.synthetic = synthetic
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "defect_oversampling": self.defect_oversampling,
-            "synthetic": self.synthetic,
-        }
+        super().__init__(config or SegmentConfig(), image_size=image_size, device=device)
 
     def _synthesize(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``synthetic`` extra defective training images made from the good ones: CutPaste, scar,
@@ -123,12 +91,12 @@ class DefectSegmenter(SupervisedModel):
         defective = masks.reshape(len(masks), -1).any(axis=1)
         good = np.flatnonzero(~defective)
         real = np.flatnonzero(defective)
-        if self.synthetic <= 0 or good.size == 0:
+        if self.config.synthetic <= 0 or good.size == 0:
             return images[:0], masks[:0]
         kinds = ["cutpaste", "scar", "perlin"] + (["copy_paste"] if real.size else [])
-        rng = np.random.default_rng([self.seed, 7])
+        rng = np.random.default_rng([self.config.seed, 7])
         out_images, out_masks = [], []
-        for i in range(self.synthetic):
+        for i in range(self.config.synthetic):
             base = images[rng.choice(good)]
             kind = kinds[i % len(kinds)]
             if kind == "copy_paste":
@@ -169,7 +137,7 @@ class DefectSegmenter(SupervisedModel):
         """Masks: boolean HxW per image (None for a good part)."""
         from sklearn.metrics import average_precision_score
 
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.config.seed)
         train_x, val_x = stack_prepared(self, train_images), stack_prepared(self, val_images)
         train_m = np.stack([self.prepare_mask(m) for m in train_masks])
         val_m = np.stack([self.prepare_mask(m) for m in val_masks])
@@ -181,10 +149,10 @@ class DefectSegmenter(SupervisedModel):
         if not train_defect.any():
             raise ValueError("segmentation needs defective training images with masks (or --synthetic N)")
         self.module = self._build(pretrained=True).to(self.device)
-        augment = build_augmentation(self.augment)
+        augment = build_augmentation(self.config.augment)
         # Defects are few: each epoch shows every image once and each defective one `oversampling` times.
         pool = np.repeat(
-            np.arange(len(train_x)), np.where(train_defect, max(1, round(self.defect_oversampling)), 1)
+            np.arange(len(train_x)), np.where(train_defect, max(1, round(self.config.defect_oversampling)), 1)
         )
 
         def batch_loss(idx: np.ndarray) -> torch.Tensor:

@@ -1,21 +1,31 @@
-"""The training side's workflows: fit a model and calibrate its thresholds."""
+"""The training side's workflows: one ``train(task, data, format, out, config)`` for every task.
 
-from lineguard.train.fit import (
-    Candidate,
-    auto_image_size,
-    build_candidate,
-    candidate_configs,
-    fit_anomaly_model,
-    native_size,
-    select_anomaly_model,
-)
+Imported lazily (PEP 562), so ``lineguard.train.config`` — the typed settings the command line
+validates and shows in its help — loads without PyTorch.
+"""
 
-__all__ = [
-    "Candidate",
-    "auto_image_size",
-    "build_candidate",
-    "candidate_configs",
-    "fit_anomaly_model",
-    "native_size",
-    "select_anomaly_model",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Candidate": "lineguard.train.fit",
+    "auto_image_size": "lineguard.train.fit",
+    "build_candidate": "lineguard.train.fit",
+    "candidate_configs": "lineguard.train.fit",
+    "fit_anomaly_model": "lineguard.train.fit",
+    "native_size": "lineguard.train.fit",
+    "select_anomaly_model": "lineguard.train.fit",
+    "Trained": "lineguard.train.workflow",
+    "TrainingHooks": "lineguard.train.workflow",
+    "train": "lineguard.train.workflow",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lineguard.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -16,6 +17,8 @@ from lineguard.data.samples import fingerprint
 from lineguard.data.seen import content_digests
 from lineguard.decision import calibrate
 from lineguard.models import MODELS, AnomalyModel
+from lineguard.train.config import AnomalyConfig, default
+from lineguard.train.workflow import Trained, TrainingHooks
 
 # `--model auto` / `--backbone auto` / `--size auto`: the first of each is the default; the rest are
 # tried only when validation defects can rank them (see ``candidate_configs``).
@@ -74,10 +77,10 @@ def fit_anomaly_model(
     model: AnomalyModel,
     split: DataSplit,
     *,
-    calibration_fraction: float = 0.2,
-    target_frr: float = 0.005,
-    review_rate: float = 0.02,
-    target_sensitivity: float = 0.99,
+    calibration_fraction: float = default(AnomalyConfig, "calibration_fraction"),
+    target_frr: float = default(AnomalyConfig, "target_frr"),
+    review_rate: float = default(AnomalyConfig, "review_rate"),
+    target_sensitivity: float = default(AnomalyConfig, "target_sensitivity"),
     max_train: int | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -300,3 +303,89 @@ def select_anomaly_model(
         "trials": trials,
     }
     return best
+
+
+def train_anomaly(
+    data: str | Path, format: str, out: Path, config: AnomalyConfig, *, resume: bool, hooks: TrainingHooks
+) -> Trained:
+    """``lineguard fit``: split the good images, fit the candidate(s) the config allows, keep the
+    one that validates best, calibrate its thresholds, save it to ``out``."""
+    from lineguard.data import open_dataset
+
+    if resume:
+        raise ValueError("an anomaly model is fitted in one pass and keeps no checkpoint: fit it again")
+    c = config
+    split = open_dataset(data, format, seed=c.seed, test_fraction=c.test_fraction, good_class=c.good_class)
+    options: dict[str, Any] = {"top_fraction": c.top_fraction or None}
+    tiles = ""
+    if c.tile_size is None:
+        candidates = candidate_configs(
+            split,
+            c.backbone,
+            c.image_size,
+            model=c.model,
+            select=c.select,
+            synthetic_defects=c.synthetic_defects,
+        )
+    else:
+        from lineguard.preprocess import Tiling
+
+        height, width = c.image_size or native_size(split.train)
+        overlap = c.tile_overlap if c.tile_overlap is not None else min(c.tile_size) // 8
+        options["tiling"] = tiling = Tiling(height, width, *c.tile_size, overlap)
+        tiles = f" in {len(tiling.origins)} tiles"
+        candidates = candidate_configs(split, c.backbone, c.tile_size, model="patchcore", select=False)
+    if len(candidates) == 1:
+        ((kind, name, image_size),) = candidates
+        hooks.tell(
+            f"{split.name}: {len(split.train)} good training images, input "
+            f"{image_size[1]}x{image_size[0]}{tiles}, {kind} on {name}"
+        )
+    else:
+        evidence = (
+            f"{len(split.calibration_defects)} labelled"
+            if split.calibration_defects
+            else f"{c.synthetic_defects} synthetic"
+        )
+        hooks.tell(
+            f"{split.name}: {len(split.train)} good training images; choosing among "
+            f"{len(candidates)} model x backbone x input candidates on {evidence} validation defects "
+            "(--no-select skips this)"
+        )
+
+    def build(candidate: Candidate) -> AnomalyModel:
+        return build_candidate(
+            candidate,
+            seed=c.seed,
+            device=c.device,
+            coreset_ratio=c.coreset_ratio,
+            reweight_neighbours=c.reweight_neighbours,
+            **options,
+        )
+
+    model = select_anomaly_model(
+        build,
+        candidates,
+        split,
+        report=hooks.on_trial,
+        calibration_fraction=c.calibration_fraction,
+        target_frr=c.target_frr,
+        review_rate=c.review_rate,
+        target_sensitivity=c.target_sensitivity,
+        max_train=c.max_train,
+        seed=c.seed,
+        progress=hooks.progress,
+        synthetic_defects=c.synthetic_defects,
+        review_on_synthetic=c.review_on_synthetic,
+        split_info={
+            "format": format,
+            "seed": c.seed,
+            "test_fraction": c.test_fraction,
+            "good_class": c.good_class,
+        },
+    )
+    if len(candidates) > 1:
+        hooks.tell(f"kept {model.kind} {model.backbone} {model.image_size[1]}x{model.image_size[0]}")
+    model.metadata["training_config"] = config.model_dump(mode="json")
+    model.save(out)
+    return Trained(model, split)

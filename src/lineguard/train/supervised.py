@@ -1,13 +1,16 @@
-"""Training workflow for supervised models: read labels, split, decode, fit, save."""
+"""Training workflows for supervised models: read labels, split, decode, fit, save."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from lineguard.data import read_image
 from lineguard.data.labels import AnnotatedSample, AnnotatedSet, AnnotatedSplit, labelled_split
 from lineguard.data.seen import content_digests
+from lineguard.train.config import ClassifyConfig, DetectConfig, SegmentConfig, SupervisedConfig
+from lineguard.train.workflow import Trained, TrainingHooks
 
 
 def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> tuple[list, list[int]]:
@@ -21,113 +24,67 @@ def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> 
     return [s.path for s in samples], [s.label for s in samples]
 
 
-def _save(
-    model,
-    out,
-    annotated: AnnotatedSet,
-    split: AnnotatedSplit,
-    format: str,
-    seed: int,
-    val: float,
-    test: float,
-):
+def _split(data: str | Path, format: str, config: SupervisedConfig, task: str | None = None):
+    return labelled_split(data, format, config.seed, config.val_fraction, config.test_fraction, task=task)
+
+
+def _fit_options(out: Path, resume: bool, hooks: TrainingHooks) -> dict:
+    return {
+        "checkpoint_dir": out / "checkpoint",
+        "resume": resume,
+        "progress": hooks.progress,
+        "on_epoch": hooks.on_epoch,
+    }
+
+
+def _save(model, out: Path, annotated: AnnotatedSet, split: AnnotatedSplit, format: str) -> Trained:
     """Record how the data was split (evaluate re-creates it) and which files were seen, then save."""
+    config = model.config
     model.metadata["split"] = {
         "format": format,
-        "seed": seed,
-        "val_fraction": val,
-        "test_fraction": test,
+        "seed": config.seed,
+        "val_fraction": config.val_fraction,
+        "test_fraction": config.test_fraction,
         "source": annotated.source,
         "task": model.task,
     }
     model.metadata["seen_sha256"] = content_digests(s.path for s in split.train + split.val)
     model.save(out)
-    return model, split
+    return Trained(model, split)
 
 
 def train_classifier(
-    data: str | Path,
-    format: str,
-    out: str | Path,
-    *,
-    backbone: str = "efficientnet_lite0",
-    image_size: tuple[int, int] = (224, 224),
-    epochs: int = 30,
-    batch_size: int = 32,
-    patience: int = 5,
-    lr: float = 1e-3,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    augment: dict[str, Any] | None = None,
-    good_classes: list[str] | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch=None,
-):
+    data: str | Path, format: str, out: Path, config: ClassifyConfig, *, resume: bool, hooks: TrainingHooks
+) -> Trained:
     from lineguard.supervised import ImageClassifier
 
-    annotated, split = labelled_split(data, format, seed, val_fraction, test_fraction)
+    annotated, split = _split(data, format, config)
     train_paths, train_labels = classification_samples(split.train, "the training split")
     val_paths, val_labels = classification_samples(split.val, "the validation split")
-    model = ImageClassifier(
-        backbone,
-        image_size,
-        annotated.classes,
-        good_classes=good_classes,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        augment=augment,
-    )
+    model = ImageClassifier(config, annotated.classes)
     model.fit(
         [read_image(p) for p in train_paths],
         train_labels,
         [read_image(p) for p in val_paths],
         val_labels,
-        checkpoint_dir=Path(out) / "checkpoint",
-        resume=resume,
-        progress=progress,
-        on_epoch=on_epoch,
+        **_fit_options(out, resume, hooks),
     )
-    return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
+    return _save(model, out, annotated, split, format)
 
 
 def train_segmenter(
-    data: str | Path,
-    format: str,
-    out: str | Path,
-    *,
-    backbone: str = "efficientnet_lite0",
-    image_size: tuple[int, int] | None = None,
-    epochs: int = 40,
-    batch_size: int = 8,
-    patience: int = 8,
-    lr: float = 1e-3,
-    seed: int = 0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.3,
-    augment: dict[str, Any] | None = None,
-    synthetic: int = 0,
-    defect_fraction: float = 1.0,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch=None,
-):
-    """Fit a defect segmenter on pixel masks; ``image_size`` None: short side 256, aspect kept.
-
-    ``synthetic``: extra synthetic defective images for training; ``defect_fraction``: train on
-    only this share of the real defective training images (learning curves)."""
+    data: str | Path, format: str, out: Path, config: SegmentConfig, *, resume: bool, hooks: TrainingHooks
+) -> Trained:
+    """Fit a defect segmenter on pixel masks; no image size in the config: short side 256, the
+    training images' aspect kept. ``config.defect_fraction`` < 1 trains on only that seeded share
+    of the real defective training images (learning curves)."""
     from lineguard.data import read_mask
     from lineguard.data.samples import SampleRef
     from lineguard.supervised.segmenter import DefectSegmenter
     from lineguard.train.fit import auto_image_size
 
-    annotated, split = labelled_split(data, format, seed, val_fraction, test_fraction, task="segment")
-    if image_size is None:
-        image_size = auto_image_size([SampleRef(s.path, s.label) for s in split.train])
+    annotated, split = _split(data, format, config, task="segment")
+    image_size = config.image_size or auto_image_size([SampleRef(s.path, s.label) for s in split.train])
 
     def load(samples):
         images = [read_image(s.path) for s in samples]
@@ -137,71 +94,27 @@ def train_segmenter(
         ]
         return images, masks
 
-    model = DefectSegmenter(
-        backbone,
-        image_size,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        augment=augment,
-        synthetic=synthetic,
-    )
+    model = DefectSegmenter(config, image_size=image_size)
     train = list(split.train)
-    if defect_fraction < 1.0:  # keep a seeded share of the real defective images, every good one
-        import numpy as np
-
+    if config.defect_fraction < 1.0:  # keep a seeded share of the real defective images, every good one
         defective = [s for s in train if s.label == 1]
-        keep = max(1, round(defect_fraction * len(defective)))
-        chosen = {str(s.path) for s in np.random.default_rng([seed, 11]).permutation(defective)[:keep]}
+        keep = max(1, round(config.defect_fraction * len(defective)))
+        rng = np.random.default_rng([config.seed, 11])
+        chosen = {str(s.path) for s in rng.permutation(defective)[:keep]}
         train = [s for s in train if s.label == 0 or str(s.path) in chosen]
-    model.fit(
-        *load(train),
-        *load(split.val),
-        checkpoint_dir=Path(out) / "checkpoint",
-        resume=resume,
-        progress=progress,
-        on_epoch=on_epoch,
-    )
-    return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
+    model.fit(*load(train), *load(split.val), **_fit_options(out, resume, hooks))
+    return _save(model, out, annotated, split, format)
 
 
 def train_detector(
-    data: str | Path,
-    format: str,
-    out: str | Path,
-    *,
-    backbone: str = "efficientnet_lite0",
-    image_size: tuple[int, int] = (256, 256),
-    epochs: int = 40,
-    batch_size: int = 8,
-    patience: int = 8,
-    lr: float = 5e-4,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    augment: dict[str, Any] | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch=None,
-):
+    data: str | Path, format: str, out: Path, config: DetectConfig, *, resume: bool, hooks: TrainingHooks
+) -> Trained:
     """Fit an FCOS defect detector on boxes (VOC, COCO or YOLO labels); images without boxes train
     as good parts."""
     from lineguard.supervised.detector import DefectDetector
 
-    annotated, split = labelled_split(data, format, seed, val_fraction, test_fraction, task="detect")
-    model = DefectDetector(
-        backbone,
-        image_size,
-        annotated.classes,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        augment=augment,
-    )
+    annotated, split = _split(data, format, config, task="detect")
+    model = DefectDetector(config, annotated.classes)
 
     def load(samples):
         return (
@@ -210,12 +123,41 @@ def train_detector(
             [s.box_labels for s in samples],
         )
 
-    model.fit(
-        *load(split.train),
-        *load(split.val),
-        checkpoint_dir=Path(out) / "checkpoint",
-        resume=resume,
-        progress=progress,
-        on_epoch=on_epoch,
+    model.fit(*load(split.train), *load(split.val), **_fit_options(out, resume, hooks))
+    return _save(model, out, annotated, split, format)
+
+
+def epoch_line(task: str, record: dict) -> str:
+    """One line per training epoch: the loss and the validation quality that stops training."""
+    if task == "detect":
+        quality = f"mAP@0.5 {record['val_map50']:.4f} mAP@0.5:0.95 {record['val_map']:.4f}"
+    elif task == "segment":
+        quality = f"val loss {record['val_loss']:.4f} image AP {record['val_image_ap']:.4f}"
+    else:
+        quality = f"val loss {record['val_loss']:.4f} accuracy {record['val_accuracy']:.4f}"
+    return f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} | {quality}"
+
+
+def training_summary(trained: Trained) -> str:
+    """What was trained on, the best epoch and the time, in one line."""
+    model, split = trained
+    meta = model.metadata
+    size = f"{model.image_size[1]}x{model.image_size[0]}"
+    run = f"best epoch {meta['best_epoch']} of {meta['epochs_run']}"
+    if model.task == "segment":
+        return (
+            f"{meta['n_train']} train ({meta['n_train_defect']} defective, {meta['n_synthetic']} "
+            f"synthetic) / {meta['n_val']} val / {len(split.test)} test images at {size} | {run} | "
+            f"{meta['fit_seconds']:.0f} s"
+        )
+    if model.task == "detect":
+        return (
+            f"{len(model.classes)} classes, {meta['n_train']} train ({meta['n_train_boxes']} boxes) / "
+            f"{meta['n_val']} val / {len(split.test)} test images at {size} | {run} | "
+            f"{meta['fit_seconds']:.0f} s"
+        )
+    return (
+        f"{len(model.classes)} classes, {meta['n_train']} train / {meta['n_val']} val / "
+        f"{len(split.test)} test images | {run} | temperature {meta['temperature']:.3f}, val ECE "
+        f"{meta['val_ece_before']:.4f} -> {meta['val_ece_after']:.4f} | {meta['fit_seconds']:.0f} s"
     )
-    return _save(model, out, annotated, split, format, seed, val_fraction, test_fraction)
