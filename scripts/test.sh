@@ -20,4 +20,5 @@ export LINEGUARD_RUNTIME_PYTHON="$PWD/.venv-runtime/bin/python"
 export LINEGUARD_EVAL_PYTHON="$PWD/.venv-eval/bin/python"
 . .venv/bin/activate
 ruff check src tests bench
+mypy  # src/lineguard; settings in pyproject.toml
 python -m pytest -q "$@"

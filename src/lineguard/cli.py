@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -542,7 +542,7 @@ def predict(
             files.append(item)
     failed = False
     for path in files:
-        record: dict[str, object] = {
+        record: dict[str, Any] = {
             "path": str(path),
             "threshold": thresholds.ng,
             "review_threshold": thresholds.review,
@@ -645,6 +645,7 @@ def export(
             staged = int8 or zipped  # written aside first, then quantised and/or zipped into `out`
             bundle = export_bundle(model, Path(tmp) / "fp32" if staged else out, search=search)
             if int8:
+                assert calibration is not None and format is not None  # checked above
                 bundle = Path(tmp) / "int8"
                 cal, val, labels, score_images = _int8_sets(model, calibration, format, calibration_images)
                 report = quantize_bundle(

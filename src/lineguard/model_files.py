@@ -140,7 +140,8 @@ def save_model(path: str | Path, module: nn.Module, document: dict[str, Any]) ->
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    body = doc.model_dump(mode="json", exclude={"metadata"})
+    # Sections another family has (a classifier's temperature, ...) stay absent, not null.
+    body = {k: v for k, v in doc.model_dump(mode="json", exclude={"metadata"}).items() if v is not None}
     # The fit record as it was made: fields a fit did not set stay absent, not null.
     body["metadata"] = doc.metadata.model_dump(mode="json", exclude_unset=True)
     (path / CONFIG_FILE).write_text(json.dumps(body, indent=2))

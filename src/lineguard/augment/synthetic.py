@@ -64,8 +64,8 @@ def scar(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     canvas[y0 : y0 + thick, x0 : x0 + length] = patch
     stencil[y0 : y0 + thick, x0 : x0 + length] = 255
     rotation = cv2.getRotationMatrix2D((float(cx), float(cy)), float(rng.uniform(0, 180)), 1.0)
-    canvas = cv2.warpAffine(canvas, rotation, (w, h), flags=cv2.INTER_NEAREST)
-    stencil = cv2.warpAffine(stencil, rotation, (w, h), flags=cv2.INTER_NEAREST)
+    canvas = np.asarray(cv2.warpAffine(canvas, rotation, (w, h), flags=cv2.INTER_NEAREST))
+    stencil = np.asarray(cv2.warpAffine(stencil, rotation, (w, h), flags=cv2.INTER_NEAREST))
     mask = stencil > 0
     out = image.copy()
     out[mask] = canvas[mask]
@@ -166,7 +166,7 @@ def copy_paste(
             cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY) if image.ndim == 2 else np.repeat(patch[:, :, None], 3, 2)
         )
     ty, tx = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
-    alpha = patch_mask
+    alpha: np.ndarray = patch_mask
     if feather_px > 0:
         k = 2 * feather_px + 1
         alpha = cv2.GaussianBlur(patch_mask, (k, k), 0) * (cv2.dilate(patch_mask, np.ones((k, k))) > 0)

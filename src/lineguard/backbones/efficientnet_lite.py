@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +43,9 @@ STRIDE8_STAGE, STRIDE16_STAGE = 2, 4
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
-    filters = filters * width
-    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if new < 0.9 * filters:
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
         new += divisor
     return int(new)
 
@@ -138,10 +139,8 @@ class EfficientNetLiteFeatures(FeatureExtractor):
         self.tap8 = net.stage_ends[STRIDE8_STAGE]
         self.tap16 = net.stage_ends[STRIDE16_STAGE]
         self._blocks = nn.ModuleList(list(net._blocks)[: self.tap16 + 1])
-        self.channels = (
-            net._blocks[self.tap8]._bn2.num_features,
-            net._blocks[self.tap16]._bn2.num_features,
-        )
+        blocks: list[Any] = list(net._blocks)
+        self.channels = (int(blocks[self.tap8]._bn2.num_features), int(blocks[self.tap16]._bn2.num_features))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))

@@ -6,6 +6,8 @@ reached the error says so and names the offline backbones that need no network.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -35,10 +37,12 @@ def _hub_failure(name: str, exc: BaseException) -> BackboneUnavailable:
 class ResNetFeatures(FeatureExtractor):
     """torchvision ResNet trunk: layer2 (stride 8) and layer3 (stride 16), as in PatchCore."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # a torchvision ResNet
         super().__init__()
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+        self.layer1: nn.Module = net.layer1
+        self.layer2: nn.Module = net.layer2
+        self.layer3: nn.Module = net.layer3
         self.channels = (
             _out_channels(self.layer2),
             _out_channels(self.layer3),
@@ -50,7 +54,7 @@ class ResNetFeatures(FeatureExtractor):
         return [f8, self.layer3(f8)]
 
 
-def _out_channels(layer: nn.Sequential) -> int:
+def _out_channels(layer: Any) -> int:
     last = layer[-1]
     bn = getattr(last, "bn3", None) or last.bn2
     return int(bn.num_features)

@@ -43,6 +43,9 @@ OPSET = 17
 class NormalizedModel(nn.Module):
     """(N, H, W, 3) RGB 0..255 -> normalise -> the model's (scores, maps)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, module: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.module = module
@@ -57,7 +60,7 @@ class NormalizedModel(nn.Module):
 class PatchEmbedder(nn.Module):
     """PatchCore's first half for an external search: (N, H, W, 3) 0..255 -> (N, h, w, C)."""
 
-    def __init__(self, module: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, module: Any, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.normalized = NormalizedModel(module.embedding, mean, std)
 
@@ -68,9 +71,10 @@ class PatchEmbedder(nn.Module):
 class MapAndScore(nn.Module):
     """PatchCore's second half: nearest-neighbour distance grid (N, h, w) -> (scores, maps)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: Any) -> None:
         super().__init__()
-        self.head, self.score = module.head, module.score
+        self.head: nn.Module = module.head
+        self.score: nn.Module = module.score
 
     def forward(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         amap = self.head(grid)
@@ -147,13 +151,13 @@ def _supervised_calibration(model: Any):
 
 
 def _export_supervised(
-    model: Any, out: str | Path, graph_module: nn.Module, outputs: list[str], manifest, search: str
+    model: Any, out: str | Path, graph_module: nn.Module | None, outputs: list[str], manifest, search: str
 ):
     """The graph and manifest of a supervised model's bundle (one graph, image in);
     ``manifest(common, graph)`` builds the task's typed manifest."""
     if search != "graph":
         raise ValueError(f"search applies to PatchCore's memory bank, not to a {model.kind}")
-    if model.module is None:
+    if model.module is None or graph_module is None:
         raise ValueError(f"the {model.kind} is not fitted")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,7 +273,7 @@ def export_anomaly_bundle(model: AnomalyModel, out: str | Path, search: str = "g
         raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if search != "graph" and model.kind != "patchcore":
         raise ValueError(f"search {search!r} applies to PatchCore's memory bank, not to {model.kind}")
-    if search != "graph" and getattr(model, "reweight_neighbours", 0):
+    if search != "graph" and getattr(model, "reweight_neighbours", False):
         raise ValueError(
             f"search {search!r}: the re-weighted score needs each patch's nearest bank entry and its "
             "neighbours, which only the in-graph search gives; export with --search graph"
@@ -278,7 +282,7 @@ def export_anomaly_bundle(model: AnomalyModel, out: str | Path, search: str = "g
     out.mkdir(parents=True, exist_ok=True)
     pre = model.preprocessing
     image = torch.zeros(1, pre.height, pre.width, 3)
-    module = model.module.to("cpu")
+    module: Any = model.module.to("cpu")  # PadimModule or PatchCoreModule
     search_section = None
     if search == "graph":
         _to_onnx(

@@ -296,6 +296,7 @@ def quantize_bundle(
     if manifest.graph.precision == "int8":
         raise ValueError(f"{bundle}: already INT8")
     fp32 = load_bundle(bundle, threads=threads)
+    assert isinstance(fp32, Inspector)  # an anomaly manifest opens as one
     calibration = list(calibration_images)
     validation = list(validation_images)
     mapped = list(score_images) if score_images is not None else calibration
@@ -319,6 +320,7 @@ def quantize_bundle(
 
         # The affine goes on whichever graph outputs score and map: the head when faiss searches.
         raw = load_bundle(candidate, threads=threads)
+        assert isinstance(raw, Inspector)
         try:
             scale, offset = _fit_affine(raw.predict(mapped).scores, fp32.predict(mapped).scores)
         except ValueError as exc:
@@ -351,6 +353,7 @@ def quantize_bundle(
         )
         write_manifest(candidate, int8_manifest)
         int8 = load_bundle(candidate, threads=threads)
+        assert isinstance(int8, Inspector)
 
         s32 = fp32.predict(validation).scores
         s8 = int8.predict(validation).scores

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -150,7 +151,7 @@ def read_voc(root: str | Path, classes: Sequence[str] | None = None) -> Annotate
             if not name or box is None:
                 raise DataError(xml_file, f"object {i}: needs <name> and <bndbox>")
             try:
-                coords = [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+                coords = [float(box.findtext(k) or "") for k in ("xmin", "ymin", "xmax", "ymax")]
             except (TypeError, ValueError):
                 raise DataError(
                     xml_file, f"object {i} ({name}): bndbox needs numeric xmin ymin xmax ymax"
@@ -188,7 +189,7 @@ def read_coco(annotations: str | Path, images_root: str | Path | None = None) ->
     categories = {c["id"]: c["name"] for c in doc["categories"]}
     class_names = tuple(categories[k] for k in sorted(categories))
     index = {cid: class_names.index(name) for cid, name in categories.items()}
-    images = {}
+    images: dict[Any, Any] = {}
     for im in doc["images"]:
         path = base / im["file_name"]
         if not path.is_file():
@@ -221,11 +222,11 @@ def _yolo_classes(root: Path) -> tuple[str, ...]:
             import yaml
 
             doc = yaml.safe_load((root / name).read_text()) or {}
-            names = doc.get("names")
-            if isinstance(names, dict):
-                return tuple(names[k] for k in sorted(names))
-            if isinstance(names, list):
-                return tuple(names)
+            declared = doc.get("names")
+            if isinstance(declared, dict):
+                return tuple(declared[k] for k in sorted(declared))
+            if isinstance(declared, list):
+                return tuple(declared)
     raise DataError(root, "YOLO layout needs classes.txt or data.yaml with 'names'")
 
 

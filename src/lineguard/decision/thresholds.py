@@ -255,8 +255,6 @@ def calibrate(
                 f"thresholds{' (leave-one-out)' if widen else ''}; more than {MAX_EXPECTED_ESCAPE:.0%} — the "
                 "model does not separate these defects from good parts"
             )
-    else:
-        defect_source = None
     return Calibration(
         thresholds=DecisionThresholds(review=review, ng=ng),
         target_frr=target_frr,
@@ -270,7 +268,7 @@ def calibrate(
         target_sensitivity=target_sensitivity if sens_t is not None else None,
         warnings=tuple(warnings),
         frr_upper_95=frr_upper,
-        defect_source=defect_source,
+        defect_source=defect_source if n_defect else None,
         expected_escape_rate=escape,
         expected_ng_rate=ng_rate,
     )

@@ -52,7 +52,7 @@ def check_decision(outcome: CheckOutcome | None, policy: VerdictPolicy) -> tuple
     ``policy.missing``; failed (no valid score) -> ``policy.failed``; else what the check decided."""
     if outcome is None:
         return Decision(policy.missing), "no result before the deadline"
-    if not outcome.valid:
+    if not outcome.valid or outcome.decision is None:
         return Decision(policy.failed), outcome.reason or "no valid score"
     return Decision(outcome.decision), outcome.reason
 

@@ -38,7 +38,7 @@ def plot_histogram(
     path: Path, labels: np.ndarray, scores: np.ndarray, thresholds: DecisionThresholds
 ) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    bins = np.histogram_bin_edges(scores, bins=40)
+    bins = np.histogram_bin_edges(scores, bins=40).tolist()
     ax.hist(scores[~labels], bins=bins, alpha=0.6, label=f"good ({(~labels).sum()})", color="tab:green")
     if labels.any():
         ax.hist(scores[labels], bins=bins, alpha=0.6, label=f"defect ({labels.sum()})", color="tab:red")

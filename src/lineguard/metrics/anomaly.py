@@ -69,14 +69,14 @@ def pro_curve(
     gt, am = _stack(masks, maps)
     weights_pro = np.zeros(gt.shape, dtype=np.float64)
     n_regions = 0
-    regions: list[tuple[int, np.ndarray, np.ndarray]] = []
+    regions: list[tuple[int, np.ndarray, float]] = []
     for i, m in enumerate(gt):
         if not m.any():
             continue
         count, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
         for r in range(1, count):
             region = labels == r
-            regions.append((i, region, np.float64(region.sum())))
+            regions.append((i, region, float(region.sum())))
         n_regions += count - 1
     if n_regions == 0:
         raise ValueError("AUPRO needs at least one defect region")

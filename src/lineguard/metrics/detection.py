@@ -34,7 +34,9 @@ def detection_map(
 
     if not (len(detections) == len(gt_boxes) == len(gt_labels)):
         raise ValueError("detections, boxes and labels must cover the same images")
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for i, (found, boxes, labels) in enumerate(zip(detections, gt_boxes, gt_labels, strict=True)):
         images.append({"id": i})
         for box, label in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(labels).reshape(-1), strict=True):
@@ -56,7 +58,7 @@ def detection_map(
     if not annotations:
         raise ValueError("no ground-truth boxes to evaluate detection against")
     if not results:
-        no_curves = {"recall": [], "precision": {}}
+        no_curves: dict[str, Any] = {"recall": [], "precision": {}}
         return {"map50": 0.0, "map": 0.0, "per_class_ap50": [None] * n_classes, "pr50": no_curves}
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its progress and table
         truth = COCO()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -191,7 +191,11 @@ class AnomalyModel(ABC):
         return AnomalyPrediction(np.concatenate(scores), np.concatenate(maps))
 
     def _embed(
-        self, images: Iterable[np.ndarray], total: int | None, progress: bool, embed: nn.Module
+        self,
+        images: Iterable[np.ndarray],
+        total: int | None,
+        progress: bool,
+        embed: Callable[[torch.Tensor], torch.Tensor],
     ) -> Iterator[torch.Tensor]:
         """Yield the embedding of each batch (used by the fit loops)."""
         bar = None

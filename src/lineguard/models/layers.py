@@ -45,6 +45,8 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
 class AnomalyMapHead(nn.Module):
     """Patch score grid -> full-size anomaly map: bilinear upsampling, Gaussian smoothing."""
 
+    kernel: torch.Tensor
+
     def __init__(self, out_size: tuple[int, int], sigma: float = 4.0) -> None:
         super().__init__()
         self.out_size = (int(out_size[0]), int(out_size[1]))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lineguard.backbones import create_backbone
+from lineguard.backbones.registry import FeatureExtractor
 from lineguard.models.base import AnomalyModel
 from lineguard.models.layers import AnomalyMapHead, ImageScore, PatchEmbedding
 
@@ -31,9 +32,13 @@ def batched_inverse(matrices: torch.Tensor) -> torch.Tensor:
 
 
 class PadimModule(nn.Module):
+    channel_index: torch.Tensor
+    mean: torch.Tensor
+    inv_cov: torch.Tensor
+
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: FeatureExtractor,
         image_size: tuple[int, int],
         n_features: int,
         n_positions: int,
@@ -125,17 +130,18 @@ class Padim(AnomalyModel):
         # Running sums in float64: the covariance is E[xx^T] - mu mu^T, which
         # loses precision in float32 when features are large.
         count = 0
-        s1 = s2 = None
+        s1: torch.Tensor | None = None
+        s2: torch.Tensor | None = None
         with torch.inference_mode():
             for batch_feats in self._embed(images, total, progress, module.features):
                 f = batch_feats.double()
-                if s1 is None:
+                if s1 is None or s2 is None:
                     s1 = torch.zeros(f.shape[1:], dtype=torch.float64, device=f.device)
                     s2 = torch.zeros(f.shape[1], f.shape[2], f.shape[2], dtype=torch.float64, device=f.device)
                 s1 += f.sum(dim=0)
                 s2 += torch.einsum("npi,npj->pij", f, f)
                 count += f.shape[0]
-        if count < 2:
+        if count < 2 or s1 is None or s2 is None:
             raise ValueError(f"PaDiM needs at least 2 good images, got {count}")
         mean = s1 / count
         cov = (s2 - count * mean[:, :, None] * mean[:, None, :]) / (count - 1)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from lineguard.backbones import create_backbone
+from lineguard.backbones.registry import FeatureExtractor
 from lineguard.models.base import AnomalyModel
 from lineguard.models.coreset import greedy_coreset
 from lineguard.models.layers import (
@@ -31,9 +32,12 @@ from lineguard.train.config import AnomalyConfig, default
 class PatchCoreModule(nn.Module):
     """Normalised images (N, 3, H, W) -> (scores (N,), maps (N, H, W)). Pure, exportable."""
 
+    memory_bank: torch.Tensor
+    bank_sq_norm: torch.Tensor
+
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: FeatureExtractor,
         image_size: tuple[int, int],
         bank_size: int,
         patch_size: int = 3,

@@ -60,7 +60,15 @@ class Aligner:
         if self.motion == "euclidean":
             criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
             try:
-                _, warp = cv2.findTransformECC(self._ref, grey, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 5)
+                _, warp = cv2.findTransformECC(
+                    self._ref,
+                    grey,
+                    warp,
+                    cv2.MOTION_EUCLIDEAN,
+                    criteria,
+                    None,
+                    5,  # type: ignore[call-overload]
+                )  # OpenCV's stubs lack the (inputMask=None, gaussFiltSize) overload it documents
             except cv2.error as exc:
                 raise AlignmentError(f"rotation refinement did not converge ({exc.err})") from None
         return warp

@@ -118,6 +118,14 @@ class BundleRuntime:
     def _configure(self, bundle: Path, threads: int | None) -> None:
         """The task's own outputs and settings from ``self.manifest``."""
 
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        """One part: its score, decision and what the task shows (map, label, boxes)."""
+        raise NotImplementedError(f"{type(self).__name__} does not inspect parts")
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 8) -> Any:
+        """A batch, as the training side's model predicts it (for parity and evaluation)."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict batches")
+
 
 class Inspector(BundleRuntime):
     """A loaded anomaly (or segmenter) bundle. Create it with :func:`load_bundle`."""
@@ -227,7 +235,7 @@ def build_index(bundle: Path, search: SearchSection, threads: int | None):
     if threads:
         faiss.omp_set_num_threads(int(threads))
     if search.kind == "faiss-flat":
-        index = faiss.IndexFlatL2(bank.shape[1])
+        index: Any = faiss.IndexFlatL2(bank.shape[1])
     else:  # faiss-hnsw: the manifest admits no other kind
         index = faiss.IndexHNSWFlat(bank.shape[1], search.hnsw_m)
         index.hnsw.efSearch = search.hnsw_ef_search

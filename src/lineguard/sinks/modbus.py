@@ -138,7 +138,7 @@ class ModbusSink(PlcServerSink):
             action=self._action,
         )
         claim_port(self.host, self.port, "Modbus server")
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop = asyncio.new_event_loop()
         ready = threading.Event()
 
         async def serve() -> None:
@@ -147,9 +147,9 @@ class ModbusSink(PlcServerSink):
             await self._server.serve_forever()
 
         def run() -> None:
-            asyncio.set_event_loop(self._loop)
+            asyncio.set_event_loop(loop)
             try:
-                self._loop.run_until_complete(serve())
+                loop.run_until_complete(serve())
             finally:
                 ready.set()
 

@@ -36,13 +36,15 @@ def _ruleset(allow_anonymous_writes: bool):
     from asyncua import ua
     from asyncua.crypto.permission_rules import ADMIN_TYPES, USER_TYPES, PermissionRuleset, UserRole
 
+    # asyncua's stubs type numeric identifiers as its Int32 wrapper; plain ints are what it takes.
+    node: Any = ua.NodeId
     writes = {
-        ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
-        ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
+        node(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
+        node(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
     }
-    user_ids = {ua.NodeId(t) for t in USER_TYPES}
+    user_ids = {node(t) for t in USER_TYPES}
     allowed = {
-        UserRole.Admin: user_ids | {ua.NodeId(t) for t in ADMIN_TYPES},
+        UserRole.Admin: user_ids | {node(t) for t in ADMIN_TYPES},
         UserRole.User: user_ids,
         UserRole.Anonymous: user_ids if allow_anonymous_writes else user_ids - writes,
     }
@@ -54,22 +56,22 @@ def _ruleset(allow_anonymous_writes: bool):
     return StationRuleset()
 
 
-class _Users:
+def _user_manager(users: dict[str, str]) -> Any:
     """Name + password (from environment variables) -> User; anything else -> anonymous (read only)."""
+    from asyncua.crypto.permission_rules import User, UserRole
+    from asyncua.server.user_managers import UserManager
 
-    def __init__(self, users: dict[str, str]) -> None:
-        self.users = users
+    class Users(UserManager):
+        def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:
+            if username is None:
+                return User(role=UserRole.Anonymous)
+            expected = users.get(username)
+            given = password.decode() if isinstance(password, bytes) else (password or "")
+            if expected is not None and hmac.compare_digest(expected.encode(), given.encode()):
+                return User(role=UserRole.User, name=username)
+            return None  # wrong name or password: the session is refused
 
-    def get_user(self, iserver, username=None, password=None, certificate=None):
-        from asyncua.crypto.permission_rules import User, UserRole
-
-        if username is None:
-            return User(role=UserRole.Anonymous)
-        expected = self.users.get(username)
-        given = password.decode() if isinstance(password, bytes) else (password or "")
-        if expected is not None and hmac.compare_digest(expected.encode(), given.encode()):
-            return User(role=UserRole.User, name=username)
-        return None  # wrong name or password: the session is refused
+    return Users()
 
 
 class OpcUaSink(PlcServerSink):
@@ -148,9 +150,11 @@ class OpcUaSink(PlcServerSink):
             ) from self._failure
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop
+        assert loop is not None  # set by start() before the thread runs
+        asyncio.set_event_loop(loop)
         try:
-            self._loop.run_until_complete(self._serve())
+            loop.run_until_complete(self._serve())
         except BaseException as exc:
             self._failure = exc
             self._started.set()
@@ -178,7 +182,7 @@ class OpcUaSink(PlcServerSink):
     async def _serve(self) -> None:
         from asyncua import Server, ua
 
-        server = Server(user_manager=_Users(self.users))
+        server = Server(user_manager=_user_manager(self.users))
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("LineGuard inspection station")
@@ -191,7 +195,7 @@ class OpcUaSink(PlcServerSink):
         if "none" in self.security:
             policies.append(ua.SecurityPolicyType.NoSecurity)
         server.set_security_policy(policies, permission_ruleset=_ruleset(self.allow_anonymous_writes))
-        tokens = [ua.AnonymousIdentityToken]
+        tokens: list[type] = [ua.AnonymousIdentityToken]
         if self.users:
             tokens.append(ua.UserNameIdentityToken)
         server.set_identity_tokens(tokens)
@@ -225,7 +229,7 @@ class OpcUaSink(PlcServerSink):
         ):
             await var(station, name, value, variant, writable=True)
         result = await station.add_object(idx, "Result")
-        for name, value, variant in (
+        fields: tuple[tuple[str, Any, Any], ...] = (
             ("Seq", 0, V.UInt32),
             ("PartId", "", V.String),
             ("Uid", "", V.String),
@@ -237,7 +241,8 @@ class OpcUaSink(PlcServerSink):
             ("Scores", "{}", V.String),
             ("DecidedAt", datetime.now(UTC), V.DateTime),
             ("LatencyMs", 0.0, V.Double),
-        ):
+        )
+        for name, value, variant in fields:
             nodes[f"Result.{name}"] = await result.add_variable(idx, name, ua.Variant(value, variant))
         counters = await station.add_object(idx, "Counters")
         for name in ("Total", "OK", "NG", "REVIEW", "Overflowed", "Buffered"):
@@ -281,14 +286,14 @@ class OpcUaSink(PlcServerSink):
                     await put("Result.LatencyMs", float(current.latency_ms), V.Double)
                 await put("TriggerAck", state.trigger_ack, V.Boolean)
                 await put("ResultValid", state.result_valid, V.Boolean)
-                for name, key in (
+                for name, counter in (
                     ("Total", "total"),
                     ("OK", "OK"),
                     ("NG", "NG"),
                     ("REVIEW", "REVIEW"),
                     ("Overflowed", "overflowed"),
                 ):
-                    await put(f"Counters.{name}", int(state.counters.get(key, 0)), V.UInt32)
+                    await put(f"Counters.{name}", int(state.counters.get(counter, 0)), V.UInt32)
                 await put("Counters.Buffered", state.buffered, V.UInt32)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_s)

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lineguard.errors import LineGuardError
 
+# Defaults of list-valued settings (typed, so each default list has the field's element type).
+CASCADE_WHEN: tuple[Literal["REVIEW", "NG"], ...] = ("REVIEW", "NG")
+OPCUA_SECURITY: tuple[Literal["none", "sign_encrypt"], ...] = ("sign_encrypt",)
+
 
 class ConfigError(LineGuardError, ValueError):
     """STATION.yaml cannot be used; the message names the file, the key and the problem."""
@@ -124,7 +128,7 @@ class CheckConfig(_Strict):
     after: str | None = Field(
         None, description="cascade: run only when this pre-screen check decides one of `when`"
     )
-    when: list[Literal["REVIEW", "NG"]] = Field(default_factory=lambda: ["REVIEW", "NG"])
+    when: list[Literal["REVIEW", "NG"]] = Field(default_factory=lambda: list(CASCADE_WHEN))
 
     @field_validator("roi")
     @classmethod
@@ -197,7 +201,7 @@ class OpcUaUserConfig(_Strict):
 class OpcUaSinkConfig(_Strict):
     endpoint: str = "opc.tcp://127.0.0.1:4840/lineguard/"
     namespace: str = "urn:lineguard:station"
-    security: list[Literal["none", "sign_encrypt"]] = Field(default_factory=lambda: ["sign_encrypt"])
+    security: list[Literal["none", "sign_encrypt"]] = Field(default_factory=lambda: list(OPCUA_SECURITY))
     certificate: Path | None = Field(None, description="DER/PEM; default: self-signed, made in STATE/opcua/")
     private_key: Path | None = None
     users: list[OpcUaUserConfig] = Field(default_factory=list)
@@ -292,7 +296,7 @@ def _resolve(value: Any, base: Path) -> Any:
     return value
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:  # a pydantic ErrorDetails
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     return f"{key}: {error['msg']}"
 

@@ -58,7 +58,7 @@ class TriggerGate:
     """Software/external triggers for one source: each trigger releases one acquisition."""
 
     def __init__(self) -> None:
-        self._tokens: queue.Queue[str | None] = queue.Queue()
+        self._tokens: queue.Queue[tuple[str | None, int | None]] = queue.Queue()
 
     def fire(self, part_id: str | None = None, number: int | None = None) -> None:
         """One acquisition; ``number`` is the station's trigger count, which its frame carries."""
@@ -152,9 +152,11 @@ class FolderSource(Source):
         self.config = config
         self.finite = not config.watch
         self.backpressure = True
-        remember = config.watch and config.after == "keep" and state_dir is not None
+        remember = config.watch and config.after == "keep"
         self.decided = (
-            DecidedFiles(Path(state_dir) / "sources" / f"{name}.decided.jsonl") if remember else None
+            DecidedFiles(state_dir / "sources" / f"{name}.decided.jsonl")
+            if remember and state_dir is not None
+            else None
         )
         if config.move_to is not None:
             config.move_to.mkdir(parents=True, exist_ok=True)

@@ -327,7 +327,9 @@ class Station:
         if refusal is not None:  # outside the lock: recording the event may wait on the database
             self._refuse_trigger(refusal, "source")
         for name in fired:
-            self.sources[name].gate.fire(part_id, number)
+            gate = self.sources[name].gate
+            assert gate is not None  # only triggered sources fire
+            gate.fire(part_id, number)
         return len(fired)
 
     def _refuse_trigger(self, why: str, kind: str) -> NoReturn:
@@ -372,8 +374,8 @@ class Station:
                     recipe.assembler.name(uid, frame.part_id)
             else:  # free-running parts: paired by (recipe, frame count)
                 key = (recipe.name, frame.seq)
-                uid = self._seq_uid.get(key)
-                if uid is None:
+                open_uid = self._seq_uid.get(key)
+                if open_uid is None:
                     if frame.seq in self._closed_seq:
                         self.counters["late_frames"] += 1  # its part was already decided without it
                         return
@@ -382,6 +384,8 @@ class Station:
                     self._seq_uid[key] = uid
                     self._part_started[uid] = frame.acquired
                     self._part_recipe[uid] = recipe
+                else:
+                    uid = open_uid
             runners = recipe.by_source.get(frame.source, [])
             if frame.on_recorded is not None:
                 self._on_recorded.setdefault(uid, []).append(frame.on_recorded)
@@ -402,8 +406,9 @@ class Station:
         triggered area camera) the oldest part still waiting for an image from it."""
         if frame.trigger is not None:
             uid = self._trigger_uid.get(frame.trigger)
-            waiting = uid is not None and (frame.trigger, frame.source) not in self._trigger_frames
-            return (frame.trigger, uid) if waiting else None
+            if uid is None or (frame.trigger, frame.source) in self._trigger_frames:
+                return None
+            return frame.trigger, uid
         return next(
             (
                 (number, uid)
@@ -586,9 +591,9 @@ class Station:
                 for number in [n for n, v in self._trigger_uid.items() if v == part.uid]:
                     del self._trigger_uid[number]
                     self._trigger_frames -= {(number, name) for name in self.sources}
-                for key in [k for k, v in self._seq_uid.items() if v == part.uid]:
-                    del self._seq_uid[key]
-                    self._closed_seq[key[1]] = None
+                for seq_key in [k for k, v in self._seq_uid.items() if v == part.uid]:
+                    del self._seq_uid[seq_key]
+                    self._closed_seq[seq_key[1]] = None
                 while len(self._closed_seq) > 10_000:
                     self._closed_seq.popitem(last=False)
             records.append(self._record_of(part, runs, recipe))

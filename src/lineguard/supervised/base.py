@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from lineguard.backbones import get_backbone_spec
+from lineguard.backbones.registry import FeatureExtractor
 from lineguard.decision import DecisionThresholds
 from lineguard.errors import ModelFileError
 from lineguard.model_files import (
@@ -91,7 +92,7 @@ class SupervisedModel:
     def _build(self, pretrained: bool) -> nn.Module:
         raise NotImplementedError
 
-    def _trainable_backbone(self, pretrained: bool) -> nn.Module:
+    def _trainable_backbone(self, pretrained: bool) -> FeatureExtractor:
         from lineguard.backbones import create_backbone
 
         backbone = create_backbone(self.config.backbone, pretrained=pretrained)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lineguard.augment.transforms import augment_sample, build_augmentation
+from lineguard.backbones.registry import FeatureExtractor
 from lineguard.data.samples import GOOD_CLASS_NAMES
 from lineguard.errors import ModelFileError
 from lineguard.metrics.calibration import expected_calibration_error, fit_temperature, softmax
@@ -32,7 +33,9 @@ class ClassifierNet(nn.Module):
     """Backbone (stride 8 + 16 features) → pooled stride-8 features ⊕ pooled 1x1-conv neck of the
     stride-16 features → linear logits."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, neck: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self, backbone: FeatureExtractor, num_classes: int, neck: int = 256, dropout: float = 0.2
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         c8, c16 = backbone.channels
@@ -51,6 +54,7 @@ class ImageClassifier(SupervisedModel):
     kind = "classifier"
 
     config_type = ClassifyConfig
+    config: ClassifyConfig
 
     def __init__(
         self,
@@ -117,12 +121,12 @@ class ImageClassifier(SupervisedModel):
             raise ValueError(f"no training images for classes {empty}")
         # Class-balanced loss: each class weighs as much as the others, whatever its count.
         weights = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=self.device)
-        self.module = self._build(pretrained=True).to(self.device)
+        self.module = net = self._build(pretrained=True).to(self.device)
         augment = build_augmentation(self.config.augment)
 
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
             batch = np.stack([augment_sample(augment, train_x[j])[0] for j in idx])
-            logits = self.module(self._normalise(batch))
+            logits = net(self._normalise(batch))
             return F.cross_entropy(logits, torch.from_numpy(train_y[idx]).to(self.device), weight=weights)
 
         def validate() -> tuple[dict[str, float], list[float]]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lineguard.augment.transforms import augment_sample, build_augmentation
+from lineguard.backbones.registry import FeatureExtractor
 from lineguard.detections import DetectionSettings, select_detections
 from lineguard.results import Detections
 from lineguard.supervised.base import SupervisedModel, stack_prepared
@@ -36,7 +37,7 @@ class PyramidFeatures(nn.Module):
     """Backbone (stride 8, 16) → FPN P3, P4 → P5, P6 by stride-2 convs; ``out_channels`` as torchvision
     detectors expect."""
 
-    def __init__(self, backbone: nn.Module, width: int) -> None:
+    def __init__(self, backbone: FeatureExtractor, width: int) -> None:
         from torchvision.ops import FeaturePyramidNetwork
         from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
@@ -89,9 +90,11 @@ class DetectorNet(nn.Module):
     """FCOS on :class:`PyramidFeatures` at a fixed input size. ``forward`` (what is exported):
     normalised NCHW → boxes (N, A, 4) xyxy in input pixels and scores (N, A, classes)."""
 
+    anchors: torch.Tensor
+
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: FeatureExtractor,
         num_classes: int,
         image_size: tuple[int, int],
         width: int = 128,
@@ -144,6 +147,8 @@ class DefectDetector(SupervisedModel):
     kind = "detector"
 
     config_type = DetectConfig
+    config: DetectConfig
+    module: DetectorNet | None
 
     def __init__(
         self,
@@ -208,7 +213,7 @@ class DefectDetector(SupervisedModel):
         val_l = [np.asarray(v, np.int64).reshape(-1) for v in val_labels]
         if not any(len(b) for b in train_b):
             raise ValueError("detection needs training images with labelled boxes")
-        self.module = self._build(pretrained=True).to(self.device)
+        self.module = net = self._build(pretrained=True).to(self.device)
         augment = build_augmentation(self.config.augment)
 
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
@@ -220,11 +225,11 @@ class DefectDetector(SupervisedModel):
                 images.append(image)
                 targets.append(
                     {
-                        "boxes": torch.from_numpy(boxes.reshape(-1, 4)).to(self.device),
-                        "labels": torch.from_numpy(labels).to(self.device),
+                        "boxes": torch.from_numpy(np.asarray(boxes).reshape(-1, 4)).to(self.device),
+                        "labels": torch.from_numpy(np.asarray(labels)).to(self.device),
                     }
                 )
-            return self.module.loss(self._normalise(np.stack(images)), targets)
+            return net.loss(self._normalise(np.stack(images)), targets)
 
         def validate() -> tuple[dict[str, float], list[float]]:
             found = self._detect_prepared(val_x)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lineguard.augment.transforms import augment_sample, build_augmentation
+from lineguard.backbones.registry import FeatureExtractor
 from lineguard.metrics.anomaly import resize_mask
 from lineguard.results import AnomalyPrediction
 from lineguard.supervised.base import SupervisedModel, stack_prepared
@@ -32,7 +33,7 @@ class SegmenterNet(nn.Module):
 
     Returns (part score, probability map at the input size)."""
 
-    def __init__(self, backbone: nn.Module, width: int = 96) -> None:
+    def __init__(self, backbone: FeatureExtractor, width: int = 96) -> None:
         super().__init__()
         self.backbone = backbone
         c8, c16 = backbone.channels
@@ -73,6 +74,8 @@ class DefectSegmenter(SupervisedModel):
     classes = ("good", "defect")
 
     config_type = SegmentConfig
+    config: SegmentConfig
+    module: SegmenterNet | None
 
     def __init__(
         self,
@@ -119,7 +122,8 @@ class DefectSegmenter(SupervisedModel):
     def _loss(self, logits: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
         # Targets at the logits' stride-8 grid: a cell is defect by its covered share (soft).
         target = torch.from_numpy(masks.astype(np.float32))[:, None]
-        target8 = F.adaptive_avg_pool2d(target, logits.shape[-2:]).to(logits.device)
+        h, w = logits.shape[-2:]
+        target8 = F.adaptive_avg_pool2d(target, (int(h), int(w))).to(logits.device)
         return F.binary_cross_entropy_with_logits(logits, target8) + dice_loss(logits, target8)
 
     def fit(
@@ -144,11 +148,11 @@ class DefectSegmenter(SupervisedModel):
         extra_x, extra_m = self._synthesize(train_x, train_m)
         n_real = len(train_x)
         train_x, train_m = np.concatenate([train_x, extra_x]), np.concatenate([train_m, extra_m])
-        train_defect = train_m.reshape(len(train_m), -1).any(axis=1)
-        val_defect = val_m.reshape(len(val_m), -1).any(axis=1)
+        train_defect = np.asarray(train_m.reshape(len(train_m), -1).any(axis=1), dtype=bool)
+        val_defect = np.asarray(val_m.reshape(len(val_m), -1).any(axis=1), dtype=bool)
         if not train_defect.any():
             raise ValueError("segmentation needs defective training images with masks (or --synthetic N)")
-        self.module = self._build(pretrained=True).to(self.device)
+        self.module = net = self._build(pretrained=True).to(self.device)
         augment = build_augmentation(self.config.augment)
         # Defects are few: each epoch shows every image once and each defective one `oversampling` times.
         pool = np.repeat(
@@ -157,8 +161,8 @@ class DefectSegmenter(SupervisedModel):
 
         def batch_loss(idx: np.ndarray) -> torch.Tensor:
             pairs = [augment_sample(augment, train_x[j], mask=train_m[j]) for j in idx]
-            logits = self.module.logits(self._normalise(np.stack([p[0] for p in pairs])))
-            return self._loss(logits, np.stack([p[3] for p in pairs]))
+            logits = net.logits(self._normalise(np.stack([p[0] for p in pairs])))
+            return self._loss(logits, np.stack([p[3] for p in pairs if p[3] is not None]))
 
         def validate() -> tuple[dict[str, float], list[float]]:
             scores, _ = self._predict_prepared(val_x)
@@ -175,7 +179,7 @@ class DefectSegmenter(SupervisedModel):
             n_train_defect=int(train_defect[:n_real].sum()),
             n_synthetic=len(extra_x),
             n_val=len(val_x),
-            n_val_defect=int(val_defect.sum()),
+            n_val_defect=int(np.count_nonzero(val_defect)),
             best_epoch=state["best_epoch"],
             epochs_run=state["epoch"],
             history=state["history"],
@@ -185,12 +189,13 @@ class DefectSegmenter(SupervisedModel):
 
     @torch.inference_mode()
     def _val_loss(self, prepared: np.ndarray, masks: np.ndarray, batch_size: int = 16) -> float:
-        assert self.module is not None
-        self.module.eval()
+        net = self.module
+        assert net is not None
+        net.eval()
         losses = [
             float(
                 self._loss(
-                    self.module.logits(self._normalise(prepared[i : i + batch_size])),
+                    net.logits(self._normalise(prepared[i : i + batch_size])),
                     masks[i : i + batch_size],
                 )
             )

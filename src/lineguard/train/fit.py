@@ -66,10 +66,11 @@ def auto_image_size(
     """
     h, w = _median_size(samples)
     aspect = h / w
-    if aspect >= 1.0:
-        height, width = min(short_side * aspect, max_long_side), short_side
-    else:
-        height, width = short_side, min(short_side / aspect, max_long_side)
+    height, width = (
+        (min(short_side * aspect, max_long_side), float(short_side))
+        if aspect >= 1.0
+        else (float(short_side), min(short_side / aspect, max_long_side))
+    )
     return max(32, round(height / 16) * 16), max(32, round(width / 16) * 16)
 
 

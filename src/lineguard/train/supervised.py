@@ -24,7 +24,7 @@ def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> 
     return [s.path for s in samples], [s.label for s in samples]
 
 
-def _split(data: str | Path, format: str, config: SupervisedConfig, task: str | None = None):
+def _split(data: str | Path, format: str, config: SupervisedConfig, task: str = "classify"):
     return labelled_split(data, format, config.seed, config.val_fraction, config.test_fraction, task=task)
 
 
