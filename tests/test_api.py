@@ -6,7 +6,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import write_line
+from helpers import write_line
 from postgres_server import free_port
 from station_helpers import station_config, wait_for
 

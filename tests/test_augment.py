@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import textured_part
+from helpers import textured_part
 
 pytest.importorskip("torchvision")
 

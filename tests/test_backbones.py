@@ -3,7 +3,7 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-from conftest import shared_dataset
+from helpers import shared_dataset
 
 from lineguard.backbones import available_backbones, create_backbone, get_backbone_spec
 from lineguard.errors import BackboneUnavailable

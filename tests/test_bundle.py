@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import shared_dataset
+from helpers import shared_dataset
 
 from lineguard.bundle import export_bundle
 from lineguard.data import open_dataset

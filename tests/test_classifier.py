@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import add_scratch, textured_part
+from helpers import add_scratch, textured_part
 from typer.testing import CliRunner
 
 pytest.importorskip("torchvision")

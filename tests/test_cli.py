@@ -258,7 +258,7 @@ def test_fit_names_its_good_folder_and_states_expected_escapes(tmp_path):
     """A folder of 'normal' parts beside known defects, PatchCore with the paper's re-weighting."""
     import cv2
     import numpy as np
-    from conftest import add_scratch, textured_part
+    from helpers import add_scratch, textured_part
 
     rng = np.random.default_rng(0)
     root = tmp_path / "cubes"

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import textured_part
+from helpers import textured_part
 from typer.testing import CliRunner
 
 from lineguard.detections import DetectionSettings, nms, select_detections

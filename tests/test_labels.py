@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_dataset
+from helpers import shared_dataset
 
 from lineguard.data.labels import (
     read_annotated,

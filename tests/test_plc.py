@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import write_line
+from helpers import write_line
 from postgres_server import free_port
 from station_helpers import station_config, wait_for
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_dataset, write_folder_dataset
+from helpers import shared_dataset, write_folder_dataset
 
 from lineguard.data import open_dataset
 from lineguard.data.samples import DEFECT, GOOD

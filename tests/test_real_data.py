@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import shared_dataset
+from helpers import shared_dataset
 
 from lineguard.data import open_dataset
 from lineguard.evaluation import evaluate_anomaly_model

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_line
+from helpers import write_line
 from station_helpers import run_to_end, station_config, top_and_side_checks, wait_for
 
 from lineguard.errors import TriggerRefused

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_folder_dataset
+from helpers import write_folder_dataset
 from typer.testing import CliRunner
 
 pytest.importorskip("torchvision")
@@ -139,7 +139,7 @@ def test_station_archives_the_segmenter_probability_map(trained, tmp_path):
 
 
 def test_synthetic_defects_extend_training_with_masks():
-    from conftest import add_scratch, textured_part
+    from helpers import add_scratch, textured_part
 
     from lineguard.supervised import DefectSegmenter
     from lineguard.train.config import SegmentConfig

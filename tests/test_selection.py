@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from conftest import add_scratch, textured_part
+from helpers import add_scratch, textured_part
 from typer.testing import CliRunner
 
 from lineguard.cli import app

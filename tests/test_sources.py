@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import write_line
+from helpers import write_line
 
 from lineguard.preprocess.align import Aligner, AlignmentError
 from lineguard.station.config import (

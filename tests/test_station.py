@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import textured_part, write_line
+from helpers import textured_part, write_line
 from station_helpers import run_to_end, station_config, top_and_side_checks, wait_for
 
 from lineguard.station import ConfigError, Station, build_sinks, load_config

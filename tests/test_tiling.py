@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import add_scratch, textured_part
+from helpers import add_scratch, textured_part
 
 from lineguard.bundle import export_bundle
 from lineguard.decision import calibrate

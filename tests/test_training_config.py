@@ -104,7 +104,7 @@ def test_one_train_entry_checks_the_config_it_is_given(tmp_path):
 
 def test_fit_records_the_config_it_ran_with(tmp_path):
     pytest.importorskip("torch")
-    from conftest import write_folder_dataset
+    from helpers import write_folder_dataset
 
     data = write_folder_dataset(tmp_path / "d", n_good=14, n_defect=2, seed=1)
     options = ["--model", "padim", "--size", "64", "--synthetic-defects", "0", "--review-rate", "0.05"]
