@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import add_scratch, textured_part, write_folder_dataset
+from helpers import (
+    DETECT_SIZE,
+    add_scratch,
+    textured_part,
+    write_classes,
+    write_folder_dataset,
+    write_yolo_parts,
+)
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +63,109 @@ def station_bundle(tmp_path_factory: pytest.TempPathFactory, parts) -> Path:
     model = Padim("efficientnet_lite0", (96, 128), seed=0).fit(parts["good"])
     model.calibration = calibrate(model.predict([textured_part(rng) for _ in range(20)]).scores)
     return export_bundle(model, tmp_path_factory.mktemp("station") / "bundle")
+
+
+# -- the supervised models, trained once per session through the CLI (data, model dir, output) --
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory):
+    pytest.importorskip("torchvision")
+    from lineguard.cli import app
+
+    tmp = tmp_path_factory.mktemp("cls")
+    data = write_classes(tmp / "data")
+    out = tmp / "model"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--task",
+            "classify",
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--size",
+            "64",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "8",
+            "--lr",
+            "2e-3",
+            "--threads",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return data, out, result.output
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory):
+    pytest.importorskip("torchvision")
+    from lineguard.cli import app
+
+    tmp = tmp_path_factory.mktemp("det")
+    data = write_yolo_parts(tmp / "data")
+    out = tmp / "model"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--task",
+            "detect",
+            "--format",
+            "yolo",
+            "--out",
+            str(out),
+            "--size",
+            str(DETECT_SIZE),
+            "--epochs",
+            "14",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--threads",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return data, out, result.output
+
+
+@pytest.fixture(scope="session")
+def trained_segmenter(tmp_path_factory):
+    pytest.importorskip("torchvision")
+    from lineguard.cli import app
+
+    tmp = tmp_path_factory.mktemp("seg")
+    data = write_folder_dataset(tmp / "data", n_good=20, n_defect=20, seed=4)
+    out = tmp / "model"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--task",
+            "segment",
+            "--format",
+            "folder",
+            "--out",
+            str(out),
+            "--size",
+            "96",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "8",
+            "--threads",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return data, out, result.output

@@ -68,3 +68,60 @@ def write_line(folder: Path, n: int, defect_every: int = 5, seed: int = 3) -> di
         cv2.imwrite(str(folder / f"p{i:03d}.png"), image)
         truth[f"p{i:03d}"] = bad
     return truth
+
+
+# -- labelled sets for the supervised tasks ---------------------------------------------------
+
+SIZE = (64, 64)  # the classifier's network input
+
+
+def write_classes(root: Path, n: int = 14, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for cls in ("good", "scratch", "spot"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(root / "good" / f"g{i}.png"), textured_part(rng, 96))
+        cv2.imwrite(str(root / "scratch" / f"s{i}.png"), add_scratch(rng, textured_part(rng, 96))[0])
+        spot = textured_part(rng, 96)
+        cv2.circle(spot, tuple(int(v) for v in rng.integers(25, 70, 2)), int(rng.integers(8, 14)), 250, -1)
+        cv2.imwrite(str(root / "spot" / f"p{i}.png"), spot)
+    return root
+
+
+DETECT_SIZE = 96
+DETECT_CLASSES = ("spot", "scratch")
+
+
+def draw_part(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
+    """A textured part with 0-2 defects: bright round spots (class 0) and dark bars (class 1)."""
+    image = textured_part(rng, DETECT_SIZE)
+    objects: list[tuple[int, list[float]]] = []
+    for _ in range(int(rng.integers(0, 3))):
+        if rng.random() < 0.5:
+            r = int(rng.integers(6, 11))
+            cx, cy = (int(v) for v in rng.integers(r + 2, DETECT_SIZE - r - 2, 2))
+            cv2.circle(image, (cx, cy), r, 250, -1)
+            objects.append((0, [cx - r, cy - r, cx + r + 1, cy + r + 1]))
+        else:
+            w, h = int(rng.integers(30, 50)), int(rng.integers(4, 7))
+            x, y = int(rng.integers(2, DETECT_SIZE - w - 2)), int(rng.integers(2, DETECT_SIZE - h - 2))
+            image[y : y + h, x : x + w] = 15
+            objects.append((1, [x, y, x + w, y + h]))
+    return image, objects
+
+
+def write_yolo_parts(root: Path, n: int = 60, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("\n".join(DETECT_CLASSES) + "\n")
+    for i in range(n):
+        image, objects = draw_part(rng)
+        cv2.imwrite(str(root / "images" / f"p{i:03d}.png"), image)
+        lines = [
+            f"{c} {(b[0] + b[2]) / 2 / DETECT_SIZE:.6f} {(b[1] + b[3]) / 2 / DETECT_SIZE:.6f} "
+            f"{(b[2] - b[0]) / DETECT_SIZE:.6f} {(b[3] - b[1]) / DETECT_SIZE:.6f}"
+            for c, b in objects
+        ]
+        (root / "labels" / f"p{i:03d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return root

@@ -4,12 +4,10 @@ checkpoints, calibrated confidences, bundle parity, and the station running a cl
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from helpers import add_scratch, textured_part
+from helpers import SIZE, write_classes
 from typer.testing import CliRunner
 
 pytest.importorskip("torchvision")
@@ -18,52 +16,10 @@ from lineguard.cli import app
 from lineguard.data import read_image
 from lineguard.supervised import ImageClassifier, expected_calibration_error, fit_temperature, softmax
 
-SIZE = (64, 64)
 
-
-def write_classes(root: Path, n: int = 14, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for cls in ("good", "scratch", "spot"):
-        (root / cls).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        cv2.imwrite(str(root / "good" / f"g{i}.png"), textured_part(rng, 96))
-        cv2.imwrite(str(root / "scratch" / f"s{i}.png"), add_scratch(rng, textured_part(rng, 96))[0])
-        spot = textured_part(rng, 96)
-        cv2.circle(spot, tuple(int(v) for v in rng.integers(25, 70, 2)), int(rng.integers(8, 14)), 250, -1)
-        cv2.imwrite(str(root / "spot" / f"p{i}.png"), spot)
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cls")
-    data = write_classes(tmp / "data")
-    out = tmp / "model"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--task",
-            "classify",
-            "--format",
-            "folder",
-            "--out",
-            str(out),
-            "--size",
-            "64",
-            "--epochs",
-            "6",
-            "--batch-size",
-            "8",
-            "--lr",
-            "2e-3",
-            "--threads",
-            "2",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return data, out, result.output
+@pytest.fixture
+def trained(trained_classifier):
+    return trained_classifier
 
 
 def test_train_evaluate_predict_export(trained, tmp_path):

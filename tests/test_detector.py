@@ -4,56 +4,15 @@ the CLI on generated boxes, bundle parity, and the station running a detector bu
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from helpers import textured_part
+from helpers import DETECT_CLASSES as CLASSES
 from typer.testing import CliRunner
 
 from lineguard.detections import DetectionSettings, nms, select_detections
 from lineguard.metrics.detection import detection_map
 from lineguard.results import Detections
-
-SIZE = 96
-CLASSES = ("spot", "scratch")
-
-
-def draw_part(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
-    """A textured part with 0-2 defects: bright round spots (class 0) and dark bars (class 1)."""
-    image = textured_part(rng, SIZE)
-    objects: list[tuple[int, list[float]]] = []
-    for _ in range(int(rng.integers(0, 3))):
-        if rng.random() < 0.5:
-            r = int(rng.integers(6, 11))
-            cx, cy = (int(v) for v in rng.integers(r + 2, SIZE - r - 2, 2))
-            cv2.circle(image, (cx, cy), r, 250, -1)
-            objects.append((0, [cx - r, cy - r, cx + r + 1, cy + r + 1]))
-        else:
-            w, h = int(rng.integers(30, 50)), int(rng.integers(4, 7))
-            x, y = int(rng.integers(2, SIZE - w - 2)), int(rng.integers(2, SIZE - h - 2))
-            image[y : y + h, x : x + w] = 15
-            objects.append((1, [x, y, x + w, y + h]))
-    return image, objects
-
-
-def write_yolo_parts(root: Path, n: int = 60, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    for i in range(n):
-        image, objects = draw_part(rng)
-        cv2.imwrite(str(root / "images" / f"p{i:03d}.png"), image)
-        lines = [
-            f"{c} {(b[0] + b[2]) / 2 / SIZE:.6f} {(b[1] + b[3]) / 2 / SIZE:.6f} "
-            f"{(b[2] - b[0]) / SIZE:.6f} {(b[3] - b[1]) / SIZE:.6f}"
-            for c, b in objects
-        ]
-        (root / "labels" / f"p{i:03d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    return root
-
 
 # -- post-processing and metrics (no torch needed) -------------------------------------------
 
@@ -122,39 +81,9 @@ def test_detection_map_on_known_cases():
 # -- training, export, station (torch) -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    pytest.importorskip("torchvision")
-    from lineguard.cli import app
-
-    tmp = tmp_path_factory.mktemp("det")
-    data = write_yolo_parts(tmp / "data")
-    out = tmp / "model"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--task",
-            "detect",
-            "--format",
-            "yolo",
-            "--out",
-            str(out),
-            "--size",
-            str(SIZE),
-            "--epochs",
-            "14",
-            "--batch-size",
-            "4",
-            "--lr",
-            "1e-3",
-            "--threads",
-            "2",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return data, out, result.output
+@pytest.fixture
+def trained(trained_detector):
+    return trained_detector
 
 
 def test_train_evaluate_predict_export_detector(trained, tmp_path):

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from helpers import write_folder_dataset
 from typer.testing import CliRunner
 
 pytest.importorskip("torchvision")
@@ -16,34 +15,9 @@ from lineguard.data import read_image
 from lineguard.models import load_model
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("seg")
-    data = write_folder_dataset(tmp / "data", n_good=20, n_defect=20, seed=4)
-    out = tmp / "model"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--task",
-            "segment",
-            "--format",
-            "folder",
-            "--out",
-            str(out),
-            "--size",
-            "96",
-            "--epochs",
-            "8",
-            "--batch-size",
-            "8",
-            "--threads",
-            "2",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return data, out, result.output
+@pytest.fixture
+def trained(trained_segmenter):
+    return trained_segmenter
 
 
 def test_train_evaluate_export_segmenter(trained, tmp_path):
