@@ -11,7 +11,8 @@ from helpers import write_line
 from postgres_server import free_port
 from station_helpers import station_config, wait_for
 
-from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
+from lineguard.results import ErrorCode, PublishedResult
+from lineguard.sinks.handshake import Handshake
 from lineguard.station import Station, build_sinks
 
 

@@ -12,7 +12,8 @@ from helpers import write_line
 from station_helpers import run_to_end, station_config, top_and_side_checks, wait_for
 
 from lineguard.errors import TriggerRefused
-from lineguard.sinks.handshake import ErrorCode, Handshake
+from lineguard.results import ErrorCode
+from lineguard.sinks.handshake import Handshake
 from lineguard.station import Station, build_sinks
 from lineguard.store import CheckRecord, PartRecord, RecordStore, sqlite_url
 from lineguard.store.records import MAX_PART_ID_CHARS
@@ -515,7 +516,7 @@ def test_overload_is_bounded_and_a_stop_mid_overload_records_every_decided_part(
     try:
         end = time.monotonic() + 4.0
         while time.monotonic() < end:
-            deepest = max(deepest, station.status()["record_backlog"])
+            deepest = max(deepest, station.status().record_backlog)
             time.sleep(0.01)
         assert station.counters["refused_backlog"] > 0  # the line outran the record
     finally:

@@ -472,7 +472,7 @@ def test_when_nothing_can_record_a_part_the_station_stops_deciding(station_bundl
     # Only parts whose whole group commit succeeded are reported, and every one of them is recorded.
     assert {r["uid"] for r in reported(tmp_path)} <= set(calls[:3])
     assert len(reported(tmp_path)) == station.counters["parts"] <= 3
-    assert "No space left on device" in station.error and station.status()["error_code"] == 2
+    assert "No space left on device" in station.error and station.status().error_code == 2
 
 
 def test_cascade_runs_the_detailed_check_only_on_flagged_parts(station_bundle, tmp_path):

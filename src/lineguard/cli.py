@@ -753,17 +753,17 @@ def calibrate(
 
 def _summary_line(station) -> str:
     s = station.status()
-    c = s["counters"]
-    p50 = "-" if s["latency_ms_p50"] is None else f"{s['latency_ms_p50']:.0f}"
-    p99 = "-" if s["latency_ms_p99"] is None else f"{s['latency_ms_p99']:.0f}"
+    c = s.counters
+    p50 = "-" if s.latency_ms_p50 is None else f"{s.latency_ms_p50:.0f}"
+    p99 = "-" if s.latency_ms_p99 is None else f"{s.latency_ms_p99:.0f}"
     line = (
-        f"{s['state']:8s} parts {c['parts']:6d} | OK {c['OK']} REVIEW {c['REVIEW']} NG {c['NG']} | "
-        f"{s['parts_per_min_last_60s']:.0f} parts/min | latency p50 {p50} p99 {p99} ms | "
-        f"queue {s['queue_depth']} overload {c['overload']} | record backlog {s['record_backlog']} "
-        f"({s['record_backlog_age_s']:.1f} s) refused {c['refused_backlog']} | journal {s['journal_pending']}"
+        f"{s.state:8s} parts {c['parts']:6d} | OK {c['OK']} REVIEW {c['REVIEW']} NG {c['NG']} | "
+        f"{s.parts_per_min_last_60s:.0f} parts/min | latency p50 {p50} p99 {p99} ms | "
+        f"queue {s.queue_depth} overload {c['overload']} | record backlog {s.record_backlog} "
+        f"({s.record_backlog_age_s:.1f} s) refused {c['refused_backlog']} | journal {s.journal_pending}"
     )
-    if s["error"]:
-        line += f" | ERROR: {s['error']}"
+    if s.error:
+        line += f" | ERROR: {s.error}"
     return line
 
 

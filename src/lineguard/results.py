@@ -1,8 +1,10 @@
-"""Small typed results shared by training and the runtime (numpy only, no torch)."""
+"""Small typed results shared by training, the runtime and the station (numpy only, no torch): model
+predictions, and a part's verdict as the line is told it with the station's fault codes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
@@ -67,3 +69,27 @@ class Detections:
             }
             for b, s, c in zip(self.xyxy, self.confidence, self.class_id, strict=True)
         ]
+
+
+class ErrorCode(IntEnum):
+    NONE = 0
+    RESULT_BUFFER_OVERFLOW = 1
+    RECORD_FAILED = 2  # the station could not make a decision durable and stopped deciding
+    SOURCE_FAILED = 3  # a camera or image source stopped
+    STOPPED = 4
+    TRIGGER_REFUSED = 5  # a trigger that could not give a part (part ID over the limit, no such source)
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """A part's verdict as the line sees it."""
+
+    seq: int  # 1, 2, 3... per station run; 0 means no result yet
+    uid: str
+    part_id: str
+    verdict: str
+    reason: str
+    scores: dict[str, float | None]
+    decided_at: str  # ISO 8601, UTC
+    latency_ms: float
+    recipe: str = ""

@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from lineguard.errors import TriggerRefused
+from lineguard.station.status import StationStatus
 
 
 class CheckOut(BaseModel):
@@ -106,8 +107,8 @@ def create_app(station: Any, token: str) -> FastAPI:
         status, problems = station.health()
         return Health(status=status, state=station.state, problems=problems)
 
-    @app.get("/status", dependencies=auth)
-    def status() -> dict[str, Any]:
+    @app.get("/status", response_model=StationStatus, dependencies=auth)
+    def status() -> StationStatus:
         return station.status()
 
     @app.get("/counters", response_model=Counters, dependencies=auth)
@@ -199,7 +200,7 @@ def prometheus_text(station: Any) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    status = station.status()
+    status: StationStatus = station.status()
 
     class Collector:
         def collect(self):
@@ -207,7 +208,7 @@ def prometheus_text(station: Any) -> str:
                 "lineguard_parts", "Parts decided this run", labels=["station", "verdict"]
             )
             for verdict in ("OK", "REVIEW", "NG"):
-                parts.add_metric([station.name, verdict], status["counters"][verdict])
+                parts.add_metric([station.name, verdict], status.counters[verdict])
             yield parts
             for key, help_text in (
                 ("overload", "Checks failed because the inspection queue was full"),
@@ -218,7 +219,7 @@ def prometheus_text(station: Any) -> str:
                 ("quarantined", "Parts the database refused for their content, kept in the quarantine file"),
             ):
                 metric = CounterMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
-                metric.add_metric([station.name], status["counters"][key])
+                metric.add_metric([station.name], status.counters[key])
                 yield metric
             for key, help_text in (
                 ("queue_depth", "Images waiting for inspection"),
@@ -231,19 +232,19 @@ def prometheus_text(station: Any) -> str:
                 ("latency_ms_p99", "99th percentile image-to-decision latency (ms)"),
             ):
                 metric = GaugeMetricFamily(f"lineguard_{key}", help_text, labels=["station"])
-                metric.add_metric([station.name], float(status[key] or 0.0))
+                metric.add_metric([station.name], float(getattr(status, key) or 0.0))
                 yield metric
             sinks = CounterMetricFamily(
                 "lineguard_sink_events",
                 "What each sink did (sent, failed, dropped...)",
                 labels=["station", "sink", "event"],
             )
-            for sink, stats in status.get("sinks", {}).items():
+            for sink, stats in status.sinks.items():
                 for event, value in stats.items():
                     sinks.add_metric([station.name, sink, event], float(value))
             yield sinks
             up = GaugeMetricFamily("lineguard_running", "1 while the station is running", labels=["station"])
-            up.add_metric([station.name], 1.0 if status["state"] == "running" else 0.0)
+            up.add_metric([station.name], 1.0 if status.state == "running" else 0.0)
             yield up
 
     registry = CollectorRegistry()

@@ -3,8 +3,9 @@
 Every sink receives a part only after the record holds it.
 """
 
+from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.basic import JsonlSink, Sink, WebhookSink
-from lineguard.sinks.handshake import ErrorCode, Handshake, HandshakeState, PublishedResult
+from lineguard.sinks.handshake import Handshake, HandshakeState
 
 __all__ = [
     "ErrorCode",

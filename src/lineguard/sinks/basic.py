@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lineguard.sinks.handshake import ErrorCode, Handshake, PublishedResult
+from lineguard.results import ErrorCode, PublishedResult
+from lineguard.sinks.handshake import Handshake
 
 log = logging.getLogger("lineguard.sinks")
 

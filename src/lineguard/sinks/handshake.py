@@ -19,33 +19,9 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 from lineguard.errors import TriggerRefused
-
-
-class ErrorCode(IntEnum):
-    NONE = 0
-    RESULT_BUFFER_OVERFLOW = 1
-    RECORD_FAILED = 2  # the station could not make a decision durable and stopped deciding
-    SOURCE_FAILED = 3  # a camera or image source stopped
-    STOPPED = 4
-    TRIGGER_REFUSED = 5  # a trigger that could not give a part (part ID over the limit, no such source)
-
-
-@dataclass(frozen=True)
-class PublishedResult:
-    """A part's verdict as the line sees it."""
-
-    seq: int  # 1, 2, 3... per station run; 0 means no result yet
-    uid: str
-    part_id: str
-    verdict: str
-    reason: str
-    scores: dict[str, float | None]
-    decided_at: str  # ISO 8601, UTC
-    latency_ms: float
-    recipe: str = ""
+from lineguard.results import ErrorCode, PublishedResult
 
 
 @dataclass(frozen=True)

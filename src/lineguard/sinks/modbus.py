@@ -25,8 +25,9 @@ import threading
 import time
 from typing import Any
 
+from lineguard.results import ErrorCode
 from lineguard.sinks.basic import PlcServerSink, claim_port
-from lineguard.sinks.handshake import ErrorCode, Handshake
+from lineguard.sinks.handshake import Handshake
 
 COIL_TRIGGER, COIL_RESULT_ACK, COIL_ERROR_RESET = 0, 1, 2
 DI_READY, DI_TRIGGER_ACK, DI_RESULT_VALID, DI_OK, DI_NG, DI_REVIEW, DI_ERROR = range(7)

@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lineguard.results import ErrorCode
 from lineguard.sinks.basic import PlcServerSink, claim_port
-from lineguard.sinks.handshake import ErrorCode, Handshake
+from lineguard.sinks.handshake import Handshake
 
 
 def _ruleset(allow_anonymous_writes: bool):

@@ -1,97 +1,21 @@
-"""The inspection station: `lineguard run STATION.yaml`."""
+"""The inspection station: `lineguard run STATION.yaml`.
+
+``station.Station`` decides parts; ``service`` wires it to its sinks and API and runs it;
+``config`` is the typed STATION.yaml; ``status`` what a running station reports."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
 from lineguard.station.config import ConfigError, StationConfig, load_config, parse_config
-from lineguard.station.station import Station
-
-
-def build_sinks(config: StationConfig) -> list[Any]:
-    """The sinks the configuration names (imports only what is used)."""
-    from lineguard.sinks import JsonlSink, WebhookSink
-
-    sinks: list[Any] = []
-    wanted = config.sinks
-    if wanted.jsonl is not None:
-        sinks.append(JsonlSink(wanted.jsonl.path))
-    if wanted.webhook is not None:
-        w = wanted.webhook
-        sinks.append(WebhookSink(w.url, w.timeout_s, w.queue, w.token_env))
-    if wanted.modbus is not None:
-        from lineguard.sinks.modbus import ModbusSink
-
-        m = wanted.modbus
-        sinks.append(ModbusSink(m.host, m.port, m.device_id, m.result_buffer))
-    if wanted.opcua is not None:
-        from lineguard.sinks.opcua import OpcUaSink
-
-        sinks.append(OpcUaSink.from_config(wanted.opcua, Path(config.state_dir)))
-    return sinks
-
-
-def run_station(
-    config: StationConfig,
-    max_parts: int | None = None,
-    duration_s: float | None = None,
-    on_tick: Callable[[Station], None] | None = None,
-    tick_s: float = 1.0,
-    api: bool = True,
-) -> Station:
-    """Start a station and run it until its finite sources are done, ``max_parts`` are decided,
-    ``duration_s`` has passed, or SIGINT/SIGTERM arrives; then drain and stop it."""
-    station = Station(config, build_sinks(config))
-    api_server = None
-    stop_requested = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop_requested.set())
-    try:
-        station.start()
-        if api and config.api is not None:
-            from lineguard.api import ApiServer, create_app, resolve_token
-
-            token = resolve_token(
-                os.environ.get(config.api.token_env),
-                config.api.token_file,
-                Path(config.state_dir) / "api-token",
-            )
-            api_server = ApiServer(create_app(station, token), config.api.host, config.api.port)
-            api_server.start()
-        start = time.monotonic()
-        next_tick = start + tick_s
-        while not stop_requested.is_set() and station.state == "running":
-            if station.finished:
-                break
-            if max_parts is not None and station.counters["parts"] >= max_parts:
-                break
-            if duration_s is not None and time.monotonic() - start >= duration_s:
-                break
-            if on_tick is not None and time.monotonic() >= next_tick:
-                on_tick(station)
-                next_tick += tick_s
-            time.sleep(0.02)
-    finally:
-        if api_server is not None:
-            api_server.stop()
-        station.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return station
-
+from lineguard.station.service import build_sinks, run_station
+from lineguard.station.station import PartInFlight, Station
+from lineguard.station.status import StationStatus
 
 __all__ = [
     "ConfigError",
+    "PartInFlight",
     "Station",
     "StationConfig",
+    "StationStatus",
     "build_sinks",
     "load_config",
     "parse_config",

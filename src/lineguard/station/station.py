@@ -25,10 +25,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -43,10 +44,12 @@ from lineguard.decision import (
     check_decision,
 )
 from lineguard.errors import DataError, TriggerRefused
-from lineguard.sinks.handshake import ErrorCode, PublishedResult
+from lineguard.results import ErrorCode, PublishedResult
+from lineguard.sinks.basic import Sink
 from lineguard.station.checks import CheckRun, CheckRunner
 from lineguard.station.config import RecipeConfig, StationConfig
 from lineguard.station.sources import Frame, Source, open_source
+from lineguard.station.status import StationState, StationStatus
 from lineguard.store import CheckRecord, ImageArchive, PartRecord, RecordStore, keep_image, sqlite_url
 from lineguard.store.records import MAX_PART_ID_CHARS, admit_part_id, storable_text
 
@@ -61,6 +64,25 @@ class _WorkItem:
     uid: str
     runner: CheckRunner
     frame: Frame
+
+
+@dataclass
+class PartInFlight:
+    """Everything the station holds about one part from its opening to its record: dropped whole
+    when the part is recorded, so nothing about it can outlive it."""
+
+    uid: str
+    recipe: _Recipe  # the recipe it was opened under (a changeover does not move it)
+    started: float  # monotonic: when its image was taken or its trigger came
+    trigger: int | None = None  # the trigger number that opened it
+    seq_key: tuple[str, int] | None = None  # free-running: (recipe, frame count) that pairs its images
+    sources_taken: set[str] = field(default_factory=set)  # triggered: sources whose image it has
+    runs: dict[str, CheckRun] = field(default_factory=dict)  # check -> what it saw (image, map)
+    on_recorded: list[Callable[[], None]] = field(default_factory=list)  # its sources, once recorded
+    # Cascades, per detailed check: its image waiting for the pre-screen's decision, or that
+    # decision (run it?) waiting for the image.
+    deferred: dict[str, Frame] = field(default_factory=dict)
+    cascade: dict[str, bool] = field(default_factory=dict)
 
 
 class _Recipe:
@@ -92,7 +114,7 @@ def heatmap_png(anomaly_map: np.ndarray, ng_threshold: float) -> np.ndarray:
 
 
 class Station:
-    def __init__(self, config: StationConfig, sinks: list[Any] | None = None) -> None:
+    def __init__(self, config: StationConfig, sinks: list[Sink] | None = None) -> None:
         self.config = config
         self.name = config.station
         state = Path(config.state_dir)
@@ -109,22 +131,15 @@ class Station:
         self._recipes_loaded: dict[str, _Recipe] = {}
         self.recipe = self._load_recipe(config.recipe)
         self.sources: dict[str, Source] = {}
-        self.sinks: list[Any] = list(sinks or [])
+        self.sinks: list[Sink] = list(sinks or [])
         self._queue: queue.Queue[_WorkItem] = queue.Queue(maxsize=config.queue_size)
         self._closed: queue.Queue[AssembledPart] = queue.Queue()
+        self._parts: dict[str, PartInFlight] = {}  # uid -> the part, from opening to record
+        # Indexes into it, kept with it: how an image finds its part.
         self._seq_uid: dict[tuple[str, int], str] = {}  # (recipe, frame seq) -> open part uid
-        self._closed_seq: OrderedDict[int, None] = OrderedDict()
         self._trigger_uid: dict[int, str] = {}  # trigger number -> the part it opened
-        self._trigger_frames: set[tuple[int, str]] = set()  # (trigger, source) already taken
+        self._closed_seq: OrderedDict[int, None] = OrderedDict()  # recently recorded frame counts
         self._triggers = 0
-        self._on_recorded: dict[str, list[Any]] = {}  # uid -> what its sources do once it is recorded
-        self._part_started: dict[str, float] = {}
-        self._part_recipe: dict[str, _Recipe] = {}
-        self._artifacts: dict[str, dict[str, CheckRun]] = {}
-        # Cascades, per (uid, detailed check): the image waiting for its pre-screen's decision, or
-        # the decision (run it?) waiting for the image.
-        self._deferred: dict[tuple[str, str], Frame] = {}
-        self._cascade: dict[tuple[str, str], bool] = {}
         self._stop = threading.Event()  # sources stop taking images
         self._halt = threading.Event()  # workers stop
         self._halt_decide = threading.Event()  # the decide thread stops, once every decided part is recorded
@@ -134,7 +149,7 @@ class Station:
         self._accepting.set()
         self._threads: list[threading.Thread] = []
         self._sources_done: set[str] = set()
-        self.state = "created"
+        self.state: StationState = "created"
         self.error = ""
         self.error_code = ErrorCode.NONE
         self.started_at: datetime | None = None
@@ -233,7 +248,7 @@ class Station:
             and self._queue.empty()
             and self.recipe.assembler.pending == 0
             and self._closed.empty()
-            and not self._artifacts
+            and not self._parts
         )
 
     def stop(self, drain_s: float | None = None) -> None:
@@ -322,8 +337,7 @@ class Station:
                 uid = f"{self.run_id}-t{number:07d}"
                 recipe.assembler.open(uid, part_id)
                 self._trigger_uid[number] = uid
-                self._part_started[uid] = time.monotonic()
-                self._part_recipe[uid] = recipe
+                self._parts[uid] = PartInFlight(uid, recipe, time.monotonic(), trigger=number)
         if refusal is not None:  # outside the lock: recording the event may wait on the database
             self._refuse_trigger(refusal, "source")
         for name in fired:
@@ -367,9 +381,9 @@ class Station:
                 if slot is None:  # its part was decided without it, a second image, or no part waits
                     self.counters["late_frames"] += 1
                     return
-                number, uid = slot
-                self._trigger_frames.add((number, frame.source))
-                recipe = self._part_recipe[uid]
+                part = slot
+                part.sources_taken.add(frame.source)
+                uid, recipe = part.uid, part.recipe
                 if frame.part_id:
                     recipe.assembler.name(uid, frame.part_id)
             else:  # free-running parts: paired by (recipe, frame count)
@@ -382,38 +396,36 @@ class Station:
                     uid = f"{self.run_id}-{frame.seq:07d}"
                     recipe.assembler.open(uid, frame.part_id or f"{self.run_id}-{frame.seq}")
                     self._seq_uid[key] = uid
-                    self._part_started[uid] = frame.acquired
-                    self._part_recipe[uid] = recipe
+                    part = self._parts[uid] = PartInFlight(uid, recipe, frame.acquired, seq_key=key)
                 else:
-                    uid = open_uid
+                    uid, part = open_uid, self._parts[open_uid]
             runners = recipe.by_source.get(frame.source, [])
             if frame.on_recorded is not None:
-                self._on_recorded.setdefault(uid, []).append(frame.on_recorded)
+                part.on_recorded.append(frame.on_recorded)
         for runner in runners:
             if runner.config.after and not frame.error:
                 with self._lock:
-                    run_it = self._cascade.pop((uid, runner.name), None)
+                    run_it = part.cascade.pop(runner.name, None)
                     if run_it is None:  # its pre-screen has not decided yet: hold the image
-                        self._deferred[(uid, runner.name)] = frame
+                        part.deferred[runner.name] = frame
                         continue
                 if not run_it:
                     continue  # the pre-screen passed the part: this check was skipped
             self._enqueue(uid, runner, frame, backpressure)
 
-    def _waiting_part(self, frame: Frame, recipe: _Recipe) -> tuple[int, str] | None:
-        """(trigger number, uid) of the triggered part this image belongs to: its own trigger's, or
-        for a free-running camera in a triggered recipe (a line-scan camera on the encoder beside a
-        triggered area camera) the oldest part still waiting for an image from it."""
+    def _waiting_part(self, frame: Frame, recipe: _Recipe) -> PartInFlight | None:
+        """The triggered part this image belongs to: its own trigger's, or for a free-running
+        camera in a triggered recipe (a line-scan camera on the encoder beside a triggered area
+        camera) the oldest part still waiting for an image from it."""
         if frame.trigger is not None:
             uid = self._trigger_uid.get(frame.trigger)
-            if uid is None or (frame.trigger, frame.source) in self._trigger_frames:
-                return None
-            return frame.trigger, uid
+            part = self._parts.get(uid) if uid is not None else None
+            return part if part is not None and frame.source not in part.sources_taken else None
         return next(
             (
-                (number, uid)
-                for number, uid in self._trigger_uid.items()
-                if self._part_recipe.get(uid) is recipe and (number, frame.source) not in self._trigger_frames
+                part
+                for part in (self._parts[uid] for uid in self._trigger_uid.values())
+                if part.recipe is recipe and frame.source not in part.sources_taken
             ),
             None,
         )
@@ -424,7 +436,7 @@ class Station:
 
     def _recipes_in_flight(self) -> list[_Recipe]:
         """The active recipe and every recipe a part still open was taken under (each once)."""
-        return list({id(r): r for r in [self.recipe, *self._part_recipe.values()]}.values())
+        return list({id(r): r for r in [self.recipe, *(p.recipe for p in self._parts.values())]}.values())
 
     def _backlog_full(self) -> bool:
         return self._closed.qsize() >= self.config.record_backlog
@@ -481,38 +493,38 @@ class Station:
             outcome = CheckOutcome(runner.name, None, None, "overload: inspection queue full")
             self._add(uid, CheckRun(outcome, unjudged=unjudged))
 
-    def _cascade_after(self, uid: str, recipe: _Recipe, outcome: CheckOutcome) -> None:
+    def _cascade_after(self, part: PartInFlight, outcome: CheckOutcome) -> None:
         """A pre-screen decided: its detailed checks run if it flagged or failed the part, else skip."""
+        uid, recipe = part.uid, part.recipe
         for runner in recipe.dependents.get(outcome.check, ()):
             run_it = not outcome.valid or (
                 outcome.decision is not None and outcome.decision.value in runner.config.when
             )
             self.counters["cascade_run" if run_it else "cascade_skipped"] += 1
-            frame = self._deferred.pop((uid, runner.name), None)
+            frame = part.deferred.pop(runner.name, None)
             if not run_it:
-                part = recipe.assembler.skip(uid, runner.name)
-                if part is not None:
-                    self._closed.put(part)
+                closed = recipe.assembler.skip(uid, runner.name)
+                if closed is not None:
+                    self._closed.put(closed)
             elif frame is not None:
                 self._enqueue(uid, runner, frame, backpressure=False)
             else:
-                self._cascade[(uid, runner.name)] = True  # its image is still to come
+                part.cascade[runner.name] = True  # its image is still to come
             if not run_it and frame is None:
-                self._cascade[(uid, runner.name)] = False
+                part.cascade[runner.name] = False
 
     def _add(self, uid: str, run: CheckRun) -> None:
         with self._lock:
-            recipe = self._part_recipe.get(uid)
-            if recipe is None or not recipe.assembler.is_open(uid):
-                recipe = recipe or self.recipe
-                recipe.assembler.add(uid, run.outcome)  # counts it as late
+            part = self._parts.get(uid)
+            if part is None or not part.recipe.assembler.is_open(uid):
+                (part.recipe if part else self.recipe).assembler.add(uid, run.outcome)  # counts it late
                 return
-            self._artifacts.setdefault(uid, {})[run.outcome.check] = run
-            part = recipe.assembler.add(uid, run.outcome)
-            if part is not None:
-                self._closed.put(part)
-            elif run.outcome.check in recipe.dependents:
-                self._cascade_after(uid, recipe, run.outcome)
+            part.runs[run.outcome.check] = run
+            closed = part.recipe.assembler.add(uid, run.outcome)
+            if closed is not None:
+                self._closed.put(closed)
+            elif run.outcome.check in part.recipe.dependents:
+                self._cascade_after(part, run.outcome)
 
     # -- inspection --------------------------------------------------------------------
 
@@ -523,8 +535,8 @@ class Station:
             except queue.Empty:
                 continue
             with self._lock:
-                recipe = self._part_recipe.get(item.uid)
-                still_open = recipe is not None and recipe.assembler.is_open(item.uid)
+                part = self._parts.get(item.uid)
+                still_open = part is not None and part.recipe.assembler.is_open(item.uid)
             if not still_open:
                 with self._lock:
                     self.counters["stale_skipped"] += 1  # decided at its deadline already; save the time
@@ -578,37 +590,32 @@ class Station:
 
     def _finish(self, parts: list[AssembledPart]) -> None:
         """Record the parts (one group commit), then report each, in order."""
-        started, records = [], []
+        flights, records = [], []
         for part in parts:
             with self._lock:
-                runs = self._artifacts.pop(part.uid, {})
-                started.append(self._part_started.pop(part.uid, time.monotonic()))
-                recipe = self._part_recipe.pop(part.uid, self.recipe)
-                for key in [k for k in self._deferred if k[0] == part.uid]:
-                    del self._deferred[key]
-                for key in [k for k in self._cascade if k[0] == part.uid]:
-                    del self._cascade[key]
-                for number in [n for n, v in self._trigger_uid.items() if v == part.uid]:
-                    del self._trigger_uid[number]
-                    self._trigger_frames -= {(number, name) for name in self.sources}
-                for seq_key in [k for k, v in self._seq_uid.items() if v == part.uid]:
-                    del self._seq_uid[seq_key]
-                    self._closed_seq[seq_key[1]] = None
+                flight = self._parts.pop(part.uid, None) or PartInFlight(
+                    part.uid, self.recipe, time.monotonic()
+                )
+                if flight.trigger is not None:
+                    self._trigger_uid.pop(flight.trigger, None)
+                if flight.seq_key is not None:
+                    self._seq_uid.pop(flight.seq_key, None)
+                    self._closed_seq[flight.seq_key[1]] = None
                 while len(self._closed_seq) > 10_000:
                     self._closed_seq.popitem(last=False)
-            records.append(self._record_of(part, runs, recipe))
+            flights.append(flight)
+            records.append(self._record_of(part, flight.runs, flight.recipe))
         try:
             wheres = self.store.record_many(records)
         except Exception as exc:
             self._fail(f"cannot make part {records[0].uid} durable: {type(exc).__name__}: {exc}")
             return
-        for record, where, start in zip(records, wheres, started, strict=True):
-            self._report(record, where, start)
+        for record, where, flight in zip(records, wheres, flights, strict=True):
+            self._report(record, where, flight)
 
-    def _report(self, record: PartRecord, where: str, started: float) -> None:
-        with self._lock:
-            hooks = self._on_recorded.pop(record.uid, [])
-        for hook in hooks:  # a watched folder remembers, moves or deletes the file: only now
+    def _report(self, record: PartRecord, where: str, flight: PartInFlight) -> None:
+        started = flight.started
+        for hook in flight.on_recorded:  # a watched folder remembers, moves or deletes the file: only now
             try:
                 hook()
             except Exception as exc:
@@ -736,7 +743,7 @@ class Station:
         if self.error:
             problems.append(self.error)
         for sink in self.sinks:
-            problem = sink.problem() if hasattr(sink, "problem") else None
+            problem = sink.problem()
             if problem:
                 problems.append(problem)
         if len(self.store.journal):
@@ -746,7 +753,7 @@ class Station:
             )
         return ("degraded" if problems else "ok"), problems
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StationStatus:
         with self._lock:
             latencies = np.asarray(self._latencies, np.float64)
             now = time.monotonic()
@@ -754,25 +761,25 @@ class Station:
             span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
             rate = 60.0 * (len(recent) - 1) / span if span > 0 else 0.0
             assembler = self.recipe.assembler
-            return {
-                "station": self.name,
-                "state": self.state,
-                "error": self.error,
-                "error_code": int(self.error_code),
-                "run_id": self.run_id,
-                "recipe": self.recipe.name,
-                "started_at": self.started_at.isoformat() if self.started_at else None,
-                "counters": dict(self.counters),
-                "late_results": assembler.late,
-                "parts_per_min_last_60s": rate,
-                "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies.size else None,
-                "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
-                "queue_depth": self._queue.qsize(),
-                "parts_in_flight": assembler.pending,
-                "record_backlog": self._closed.qsize(),
-                "record_backlog_age_s": self._backlog_age(now),
-                "journal_pending": len(self.store.journal),
-                "store_error": self.store.last_error,
-                "sinks": {type(sink).__name__: sink.stats() for sink in self.sinks if hasattr(sink, "stats")},
-                "last_result": None if self.last_result is None else self.last_result.__dict__,
-            }
+            return StationStatus(
+                station=self.name,
+                state=self.state,
+                error=self.error,
+                error_code=int(self.error_code),
+                run_id=self.run_id,
+                recipe=self.recipe.name,
+                started_at=self.started_at.isoformat() if self.started_at else None,
+                counters=dict(self.counters),
+                late_results=assembler.late,
+                parts_per_min_last_60s=rate,
+                latency_ms_p50=float(np.percentile(latencies, 50)) if latencies.size else None,
+                latency_ms_p99=float(np.percentile(latencies, 99)) if latencies.size else None,
+                queue_depth=self._queue.qsize(),
+                parts_in_flight=assembler.pending,
+                record_backlog=self._closed.qsize(),
+                record_backlog_age_s=self._backlog_age(now),
+                journal_pending=len(self.store.journal),
+                store_error=self.store.last_error,
+                sinks={type(sink).__name__: sink.stats() for sink in self.sinks},
+                last_result=self.last_result,
+            )
