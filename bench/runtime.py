@@ -47,9 +47,8 @@ def run(model_kind: str, backbone: str, threads: int, workdir: Path, ratio: floa
     from lineguard.bundle import export_bundle, quantize_bundle
     from lineguard.bundle.quantize import guard_reasons
     from lineguard.data import open_dataset
-    from lineguard.decision import calibrate
     from lineguard.metrics import image_auroc
-    from lineguard.models import MODELS, load_model
+    from lineguard.models import MODELS, CalibrationSet, load_model
     from lineguard.runtime import load_bundle
     from lineguard.train.fit import iter_images
 
@@ -62,8 +61,8 @@ def run(model_kind: str, backbone: str, threads: int, workdir: Path, ratio: floa
     if not model_dir.exists():
         options = {"coreset_ratio": ratio} if model_kind == "patchcore" else {}
         model = MODELS[model_kind](backbone, (256, 256), seed=0, **options)
-        model.fit(iter_images(split.train[:N_FIT]), total=N_FIT)
-        model.calibration = calibrate(model.predict(list(iter_images(threshold_cells))).scores)
+        held_out = CalibrationSet(list(iter_images(threshold_cells)))
+        model.fit(iter_images(split.train[:N_FIT]), total=N_FIT, calibration=held_out)
         model.save(model_dir)
         for search in searches:
             export_bundle(model, workdir / f"{name}.{search}", search=search)

@@ -36,17 +36,15 @@ def cascade_rows(split, detail, workdir: Path) -> list[dict]:
 
     from lineguard.bundle import export_bundle
     from lineguard.data import read_image
-    from lineguard.decision import Decision, calibrate
-    from lineguard.models import Padim
+    from lineguard.decision import Decision
+    from lineguard.models import CalibrationSet, Padim
     from lineguard.runtime import load_bundle
 
     good_train = [read_image(s.path) for s in split.train if s.label == 0]
-    screen_model = Padim("efficientnet_lite0", (320, 128), seed=0).fit(good_train)
     val_good = [read_image(s.path) for s in split.val if s.label == 0]
     val_bad = [read_image(s.path) for s in split.val if s.label == 1]
-    screen_model.calibration = calibrate(
-        screen_model.predict(val_good).scores, defect_scores=screen_model.predict(val_bad).scores
-    )
+    held_out = CalibrationSet(val_good, defects=val_bad)
+    screen_model = Padim("efficientnet_lite0", (320, 128), seed=0).fit(good_train, calibration=held_out)
     screen = load_bundle(export_bundle(screen_model, workdir / "screen"), threads=1)
     images = [read_image(s.path) for s in split.test]
     labels = np.array([s.label == 1 for s in split.test])

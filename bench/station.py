@@ -44,15 +44,13 @@ N_FIT, N_THRESHOLD, N_REPLAY = 200, 50, 300
 def prepare(workdir: Path) -> tuple[Path, Path]:
     from lineguard.bundle import export_bundle
     from lineguard.data import open_dataset
-    from lineguard.decision import calibrate
-    from lineguard.models import PatchCore
+    from lineguard.models import CalibrationSet, PatchCore
     from lineguard.train.fit import iter_images
 
     split = open_dataset("elpv", "elpv", seed=0)
     model = PatchCore("efficientnet_lite0", (256, 256), seed=0, coreset_ratio=0.01)
-    model.fit(iter_images(split.train[:N_FIT]), total=N_FIT)
     threshold_cells = list(iter_images(split.train[N_FIT : N_FIT + N_THRESHOLD]))
-    model.calibration = calibrate(model.predict(threshold_cells).scores)
+    model.fit(iter_images(split.train[:N_FIT]), total=N_FIT, calibration=CalibrationSet(threshold_cells))
     bundle = export_bundle(model, workdir / "bundle")
     cells = workdir / "cells"
     cells.mkdir()

@@ -56,12 +56,11 @@ def postgres():
 def station_bundle(tmp_path_factory: pytest.TempPathFactory, parts) -> Path:
     """A small PaDiM bundle, thresholds from held-out good parts: good parts pass, scratches fail."""
     from lineguard.bundle import export_bundle
-    from lineguard.decision import calibrate
-    from lineguard.models import Padim
+    from lineguard.models import CalibrationSet, Padim
 
     rng = np.random.default_rng(7)
-    model = Padim("efficientnet_lite0", (96, 128), seed=0).fit(parts["good"])
-    model.calibration = calibrate(model.predict([textured_part(rng) for _ in range(20)]).scores)
+    held_out = CalibrationSet([textured_part(rng) for _ in range(20)])
+    model = Padim("efficientnet_lite0", (96, 128), seed=0).fit(parts["good"], calibration=held_out)
     return export_bundle(model, tmp_path_factory.mktemp("station") / "bundle")
 
 

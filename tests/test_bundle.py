@@ -11,9 +11,8 @@ from helpers import shared_dataset
 
 from lineguard.bundle import export_bundle
 from lineguard.data import open_dataset
-from lineguard.decision import calibrate
 from lineguard.errors import ModelFileError
-from lineguard.models import Padim, PatchCore
+from lineguard.models import CalibrationSet, Padim, PatchCore
 from lineguard.runtime import load_bundle
 from lineguard.train.fit import iter_images
 
@@ -22,9 +21,7 @@ SIZE = (96, 128)
 
 def fitted(kind, good, backbone="efficientnet_lite0"):
     cls = PatchCore if kind == "patchcore" else Padim
-    model = cls(backbone, SIZE, seed=0).fit(good)
-    model.calibration = calibrate(model.predict(good[:8]).scores)
-    return model
+    return cls(backbone, SIZE, seed=0).fit(good, calibration=CalibrationSet(good[:8]))
 
 
 def assert_parity(model, bundle_dir, images):
@@ -218,8 +215,8 @@ def test_faiss_search_is_only_for_patchcore(parts, tmp_path):
 
 def test_reference_patchcore_bundle_parity_and_faiss_refused(parts, tmp_path):
     """The paper's re-weighted score (top-k over the bank, gathers) runs in the ONNX graph too."""
-    model = PatchCore.reference("efficientnet_lite0", SIZE, seed=0).fit(parts["good"][:6])
-    model.calibration = calibrate(model.predict(parts["good"][:8]).scores)
+    model = PatchCore.reference("efficientnet_lite0", SIZE, seed=0)
+    model.fit(parts["good"][:6], calibration=CalibrationSet(parts["good"][:8]))
     export_bundle(model, tmp_path / "b")
     assert_parity(model, tmp_path / "b", parts["test_good"][:3] + parts["defect"][:3])
     with pytest.raises(ValueError, match="only the in-graph search"):

@@ -7,15 +7,14 @@ import pytest
 
 from lineguard.bundle import export_bundle, quantize_bundle
 from lineguard.bundle.quantize import guard_reasons
-from lineguard.decision import calibrate
-from lineguard.models import Padim, PatchCore
+from lineguard.models import CalibrationSet, Padim, PatchCore
 from lineguard.runtime import load_bundle
 
 
 def fp32_bundle(kind, parts, folder):
     cls = PatchCore if kind == "patchcore" else Padim
-    model = cls("efficientnet_lite0", (96, 128), seed=0).fit(parts["good"][:16])
-    model.calibration = calibrate(model.predict(parts["good"][16:]).scores)
+    model = cls("efficientnet_lite0", (96, 128), seed=0)
+    model.fit(parts["good"][:16], calibration=CalibrationSet(parts["good"][16:]))
     return export_bundle(model, folder)
 
 

@@ -75,10 +75,14 @@ class _FakeModel:
         self.calibration = None
         self.fitted = False
 
-    def fit(self, images, *, total=None, progress=False):
+    def fit(self, images, *, total=None, progress=False, calibration=None):
+        from lineguard.models import AnomalyModel
+
         list(images)
         self.fitted = True
         self.metadata["fit_seconds"] = 0.0
+        if calibration is not None:  # the thresholds, set as every anomaly model's fit sets them
+            AnomalyModel._calibrate(self, calibration, progress)  # type: ignore[arg-type]
         return self
 
     def predict(self, images, *, total=None, progress=False):

@@ -7,9 +7,8 @@ import pytest
 from helpers import add_scratch, textured_part
 
 from lineguard.bundle import export_bundle
-from lineguard.decision import calibrate
 from lineguard.metrics import image_auroc
-from lineguard.models import Padim, PatchCore, load_model
+from lineguard.models import CalibrationSet, Padim, PatchCore, load_model
 from lineguard.preprocess import Tiling, part_score
 from lineguard.runtime import load_bundle
 
@@ -53,8 +52,8 @@ def tiled_model():
     rng = np.random.default_rng(5)
     tiling = Tiling(128, 320, 128, 128, 32)
     good = [np.hstack([textured_part(rng, 128) for _ in range(3)])[:, :320] for _ in range(10)]
-    model = PatchCore("efficientnet_lite0", (128, 128), coreset_ratio=0.05, tiling=tiling).fit(good)
-    model.calibration = calibrate(model.predict(good[:5]).scores)
+    model = PatchCore("efficientnet_lite0", (128, 128), coreset_ratio=0.05, tiling=tiling)
+    model.fit(good, calibration=CalibrationSet(good[:5]))
     test_good = [np.hstack([textured_part(rng, 128) for _ in range(3)])[:, :320] for _ in range(5)]
     defects = []
     for k in range(5):

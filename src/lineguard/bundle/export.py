@@ -268,7 +268,10 @@ def export_anomaly_bundle(model: AnomalyModel, out: str | Path, search: str = "g
     if model.module is None:
         raise ValueError("the model is not fitted")
     if model.calibration is None:
-        raise ValueError("the model has no calibrated thresholds; fit it with `lineguard fit`")
+        raise ValueError(
+            "the model has no calibrated thresholds; fit it with `lineguard fit`, or with "
+            "fit(..., calibration=CalibrationSet(held_out_good))"
+        )
     if search not in SEARCHES:
         raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if search != "graph" and model.kind != "patchcore":

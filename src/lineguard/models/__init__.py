@@ -1,6 +1,6 @@
 """Anomaly models trained on good parts only: PatchCore and PaDiM, one contract."""
 
-from lineguard.models.base import AnomalyModel
+from lineguard.models.base import AnomalyModel, CalibrationSet
 from lineguard.models.padim import Padim
 from lineguard.models.patchcore import PatchCore
 from lineguard.results import AnomalyPrediction
@@ -17,4 +17,12 @@ def load_model(path: str, device: str = "cpu"):
     return get_task(supervised_task(path) or "anomaly", path).resolve("model").load(path, device=device)
 
 
-__all__ = ["MODELS", "AnomalyModel", "AnomalyPrediction", "Padim", "PatchCore", "load_model"]
+__all__ = [
+    "MODELS",
+    "AnomalyModel",
+    "AnomalyPrediction",
+    "CalibrationSet",
+    "Padim",
+    "PatchCore",
+    "load_model",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from lineguard.backbones import get_backbone_spec
-from lineguard.decision import Calibration, DecisionThresholds
+from lineguard.decision import Calibration, DecisionThresholds, calibrate
 from lineguard.errors import ModelFileError
 from lineguard.model_files import (
     ANOMALY_FORMAT,
@@ -51,6 +52,22 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Held-out images that ``fit`` sets the decision thresholds on: good parts (the false-reject
+    target) and, when known, defects (the REVIEW band, the expected escapes, the validation AUROC)."""
+
+    good: Iterable[np.ndarray]
+    n_good: int | None = None  # for the progress bar when ``good`` is a generator
+    defects: Sequence[np.ndarray] = ()
+    defect_source: str = "labelled"  # or "synthetic"
+    widen: bool = True  # widen the REVIEW band to catch the defects
+    target_frr: float = default(AnomalyConfig, "target_frr")
+    review_rate: float = default(AnomalyConfig, "review_rate")
+    target_sensitivity: float = default(AnomalyConfig, "target_sensitivity")
+    note: str = ""  # a warning the thresholds carry (how they were set)
 
 
 _MODEL_KINDS: dict[str, type[AnomalyModel]] = {}
@@ -140,14 +157,60 @@ class AnomalyModel(ABC):
     def _fit_module(self, images: Iterable[np.ndarray], total: int | None, progress: bool) -> None:
         """Learn from good images and set ``self.module``."""
 
-    def fit(self, images: Iterable[np.ndarray], *, total: int | None = None, progress: bool = False) -> Self:
+    def fit(
+        self,
+        images: Iterable[np.ndarray],
+        *,
+        total: int | None = None,
+        progress: bool = False,
+        calibration: CalibrationSet | None = None,
+    ) -> Self:
+        """Learn good parts from ``images``; with ``calibration``, set the decision thresholds on
+        its held-out images too (``self.calibration``; else there are none until a later fit)."""
         torch.manual_seed(self.seed)
         start = time.perf_counter()
         if total is None and isinstance(images, Sequence):
             total = len(images)
         self._fit_module(images, total, progress)
         self.metadata["fit_seconds"] = round(time.perf_counter() - start, 3)
+        self.calibration = None
+        if calibration is not None:
+            self._calibrate(calibration, progress)
         return self
+
+    def _calibrate(self, held_out: CalibrationSet, progress: bool) -> None:
+        """Thresholds from the held-out good parts (NG at the false-reject target, a REVIEW band
+        below it, widened to catch the defects when there are any), and the validation AUROC of
+        good against defects that ranks candidate models."""
+        good = self.predict(held_out.good, total=held_out.n_good, progress=progress).scores
+        defects = list(held_out.defects)
+        defect_scores = self.predict(defects, total=len(defects)).scores if defects else None
+        calibration = calibrate(
+            good,
+            target_frr=held_out.target_frr,
+            review_rate=held_out.review_rate,
+            defect_scores=defect_scores,
+            target_sensitivity=held_out.target_sensitivity,
+            defect_source=held_out.defect_source,
+            widen=held_out.widen,
+        )
+        if held_out.note:
+            calibration = replace(calibration, warnings=(*calibration.warnings, held_out.note))
+        self.calibration = calibration
+        validation = None
+        if defect_scores is not None:
+            from sklearn.metrics import roc_auc_score
+
+            labels = np.r_[np.zeros(len(good)), np.ones(len(defect_scores))]
+            validation = {
+                "image_auroc": float(roc_auc_score(labels, np.r_[good, defect_scores])),
+                "n_good": len(good),
+                "n_defect": len(defect_scores),
+                "defects": held_out.defect_source,
+            }
+        # Held-out good parts against the labelled (or, without them, synthetic) calibration
+        # defects; null without either.
+        self.metadata["validation"] = validation
 
     @property
     def is_fitted(self) -> bool:

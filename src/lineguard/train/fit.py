@@ -15,8 +15,7 @@ from lineguard.data.image_io import read_image
 from lineguard.data.readers import split_good
 from lineguard.data.samples import fingerprint
 from lineguard.data.seen import content_digests
-from lineguard.decision import calibrate
-from lineguard.models import MODELS, AnomalyModel
+from lineguard.models import MODELS, AnomalyModel, CalibrationSet
 from lineguard.train.config import AnomalyConfig, default
 from lineguard.train.workflow import Trained, TrainingHooks
 
@@ -106,54 +105,39 @@ def fit_anomaly_model(
             f"{split.name}: no good images held out for calibration "
             f"(calibration_fraction={calibration_fraction}, {len(split.train)} good images)"
         )
-    model.fit(iter_images(fit_samples), total=len(fit_samples), progress=progress)
-    good = model.predict(iter_images(cal_samples), total=len(cal_samples), progress=progress)
-    defect_scores = None
-    n_synthetic = 0
-    validation: dict[str, Any] | None = None
+    defects: list[np.ndarray] = []
+    source, note = "labelled", ""
     if split.calibration_defects:
-        defects = split.calibration_defects
-        defect_scores = model.predict(iter_images(defects), total=len(defects)).scores
+        defects = list(iter_images(split.calibration_defects))
     elif synthetic_defects > 0:
         from lineguard.augment import synthetic_defect_set
 
-        made, _ = synthetic_defect_set(list(iter_images(cal_samples)), synthetic_defects, seed=seed)
-        defect_scores = model.predict(made).scores
-        n_synthetic = len(made)
-    if defect_scores is not None:
-        from sklearn.metrics import roc_auc_score
-
-        labels = np.r_[np.zeros(len(good.scores)), np.ones(len(defect_scores))]
-        validation = {
-            "image_auroc": float(roc_auc_score(labels, np.r_[good.scores, defect_scores])),
-            "n_good": len(good.scores),
-            "n_defect": len(defect_scores),
-            "defects": "synthetic" if n_synthetic else "labelled",
-        }
-    model.calibration = calibrate(
-        good.scores,
-        target_frr=target_frr,
-        review_rate=review_rate,
-        defect_scores=defect_scores,
-        target_sensitivity=target_sensitivity,
-        defect_source="synthetic" if n_synthetic else "labelled",
-        widen=not n_synthetic or review_on_synthetic,
-    )
-    if n_synthetic:
-        from dataclasses import replace
-
-        if review_on_synthetic:
+        defects, _ = synthetic_defect_set(list(iter_images(cal_samples)), synthetic_defects, seed=seed)
+        source = "synthetic" if defects else "labelled"
+        if defects and review_on_synthetic:
             note = (
-                f"the REVIEW band was set on {n_synthetic} synthetic defects (CutPaste, scar, Perlin), not "
+                f"the REVIEW band was set on {len(defects)} synthetic defects (CutPaste, scar, Perlin), not "
                 "on real ones; confirm the thresholds on real defects as soon as there are some"
             )
-        else:
+        elif defects:
             note = (
-                f"the expected escapes come from {n_synthetic} synthetic defects (CutPaste, scar, Perlin), "
+                f"the expected escapes come from {len(defects)} synthetic defects (CutPaste, scar, Perlin), "
                 "which are easier than real ones: on the benchmark protocol, real defects escaped "
                 "3.5-5.5x as often; hold out real defects to measure it"
             )
-        model.calibration = replace(model.calibration, warnings=(*model.calibration.warnings, note))
+    held_out = CalibrationSet(
+        iter_images(cal_samples),
+        len(cal_samples),
+        defects,
+        defect_source=source,
+        widen=source == "labelled" or review_on_synthetic,
+        target_frr=target_frr,
+        review_rate=review_rate,
+        target_sensitivity=target_sensitivity,
+        note=note,
+    )
+    model.fit(iter_images(fit_samples), total=len(fit_samples), progress=progress, calibration=held_out)
+    n_synthetic = len(defects) if source == "synthetic" else 0
     model.metadata.update(
         {
             "dataset": split.name,
@@ -163,9 +147,6 @@ def fit_anomaly_model(
             "n_calibration_good": len(cal_samples),
             "n_calibration_defect": len(split.calibration_defects),
             "n_calibration_synthetic": n_synthetic,
-            # Held-out good parts against the labelled (or, without them, synthetic) calibration
-            # defects; null without either.
-            "validation": validation,
             "training_fingerprint": fingerprint(fit_samples),
             # Content digests let `evaluate` leave out the images the model has seen, wherever
             # the dataset lies by then.
