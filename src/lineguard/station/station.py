@@ -24,33 +24,32 @@ import queue
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections import deque
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-import cv2
 import numpy as np
 
-from lineguard.data.image_io import decode_image, image_format
+from lineguard.data.image_io import decode_image
 from lineguard.decision import (
     AssembledPart,
     CheckOutcome,
     Decision,
     PartAssembler,
     VerdictPolicy,
-    check_decision,
 )
 from lineguard.errors import DataError, TriggerRefused
 from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.basic import Sink
 from lineguard.station.checks import CheckRun, CheckRunner
 from lineguard.station.config import RecipeConfig, StationConfig
+from lineguard.station.parts import PartInFlight, PartsInFlight
+from lineguard.station.recording import PartRecorder
 from lineguard.station.sources import Frame, Source, open_source
 from lineguard.station.status import StationState, StationStatus
-from lineguard.store import CheckRecord, ImageArchive, PartRecord, RecordStore, keep_image, sqlite_url
+from lineguard.store import ImageArchive, PartRecord, RecordStore, sqlite_url
 from lineguard.store.records import MAX_PART_ID_CHARS, admit_part_id, storable_text
 
 log = logging.getLogger("lineguard.station")
@@ -64,25 +63,6 @@ class _WorkItem:
     uid: str
     runner: CheckRunner
     frame: Frame
-
-
-@dataclass
-class PartInFlight:
-    """Everything the station holds about one part from its opening to its record: dropped whole
-    when the part is recorded, so nothing about it can outlive it."""
-
-    uid: str
-    recipe: _Recipe  # the recipe it was opened under (a changeover does not move it)
-    started: float  # monotonic: when its image was taken or its trigger came
-    trigger: int | None = None  # the trigger number that opened it
-    seq_key: tuple[str, int] | None = None  # free-running: (recipe, frame count) that pairs its images
-    sources_taken: set[str] = field(default_factory=set)  # triggered: sources whose image it has
-    runs: dict[str, CheckRun] = field(default_factory=dict)  # check -> what it saw (image, map)
-    on_recorded: list[Callable[[], None]] = field(default_factory=list)  # its sources, once recorded
-    # Cascades, per detailed check: its image waiting for the pre-screen's decision, or that
-    # decision (run it?) waiting for the image.
-    deferred: dict[str, Frame] = field(default_factory=dict)
-    cascade: dict[str, bool] = field(default_factory=dict)
 
 
 class _Recipe:
@@ -106,13 +86,6 @@ class _Recipe:
         )
 
 
-def heatmap_png(anomaly_map: np.ndarray, ng_threshold: float) -> np.ndarray:
-    """A colour heatmap (RGB uint8) where the NG threshold sits at mid-scale."""
-    scale = 127.5 / ng_threshold if ng_threshold > 0 else 1.0
-    grey = np.clip(anomaly_map * scale, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-
-
 class Station:
     def __init__(self, config: StationConfig, sinks: list[Sink] | None = None) -> None:
         self.config = config
@@ -125,6 +98,7 @@ class Station:
             store_config.journal or state / "journal.jsonl",
         )
         self.archive = ImageArchive(store_config.archive or state / "images")
+        self.recorder = PartRecorder(self.name, self.archive, store_config)
         # Unique per run: the record is idempotent per uid, so a restarted station must never reuse one.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self._lock = threading.RLock()
@@ -134,11 +108,7 @@ class Station:
         self.sinks: list[Sink] = list(sinks or [])
         self._queue: queue.Queue[_WorkItem] = queue.Queue(maxsize=config.queue_size)
         self._closed: queue.Queue[AssembledPart] = queue.Queue()
-        self._parts: dict[str, PartInFlight] = {}  # uid -> the part, from opening to record
-        # Indexes into it, kept with it: how an image finds its part.
-        self._seq_uid: dict[tuple[str, int], str] = {}  # (recipe, frame seq) -> open part uid
-        self._trigger_uid: dict[int, str] = {}  # trigger number -> the part it opened
-        self._closed_seq: OrderedDict[int, None] = OrderedDict()  # recently recorded frame counts
+        self._parts = PartsInFlight()  # every part from its opening to its record
         self._triggers = 0
         self._stop = threading.Event()  # sources stop taking images
         self._halt = threading.Event()  # workers stop
@@ -172,7 +142,6 @@ class Station:
         }
         self._latencies: deque[float] = deque(maxlen=5000)
         self._decided_times: deque[float] = deque(maxlen=5000)  # the rate over the last minute
-        self._ok_index = 0
         self.last_result: PublishedResult | None = None
 
     # -- recipes -----------------------------------------------------------------------
@@ -336,8 +305,7 @@ class Station:
                 number, self._triggers = self._triggers, self._triggers + 1
                 uid = f"{self.run_id}-t{number:07d}"
                 recipe.assembler.open(uid, part_id)
-                self._trigger_uid[number] = uid
-                self._parts[uid] = PartInFlight(uid, recipe, time.monotonic(), trigger=number)
+                self._parts.open(PartInFlight(uid, recipe, time.monotonic(), trigger=number))
         if refusal is not None:  # outside the lock: recording the event may wait on the database
             self._refuse_trigger(refusal, "source")
         for name in fired:
@@ -377,7 +345,7 @@ class Station:
             if frame.trigger is None and not recipe.by_source.get(frame.source):
                 return  # a camera the active recipe does not read
             if frame.trigger is not None or self._triggered_sources(recipe):
-                slot = self._waiting_part(frame, recipe)
+                slot = self._parts.waiting_for(frame, recipe)
                 if slot is None:  # its part was decided without it, a second image, or no part waits
                     self.counters["late_frames"] += 1
                     return
@@ -388,17 +356,16 @@ class Station:
                     recipe.assembler.name(uid, frame.part_id)
             else:  # free-running parts: paired by (recipe, frame count)
                 key = (recipe.name, frame.seq)
-                open_uid = self._seq_uid.get(key)
-                if open_uid is None:
-                    if frame.seq in self._closed_seq:
+                found = self._parts.by_frame_count(key)
+                if found is None:
+                    if self._parts.recently_closed(frame.seq):
                         self.counters["late_frames"] += 1  # its part was already decided without it
                         return
                     uid = f"{self.run_id}-{frame.seq:07d}"
                     recipe.assembler.open(uid, frame.part_id or f"{self.run_id}-{frame.seq}")
-                    self._seq_uid[key] = uid
-                    part = self._parts[uid] = PartInFlight(uid, recipe, frame.acquired, seq_key=key)
+                    part = self._parts.open(PartInFlight(uid, recipe, frame.acquired, seq_key=key))
                 else:
-                    uid, part = open_uid, self._parts[open_uid]
+                    uid, part = found.uid, found
             runners = recipe.by_source.get(frame.source, [])
             if frame.on_recorded is not None:
                 part.on_recorded.append(frame.on_recorded)
@@ -413,30 +380,13 @@ class Station:
                     continue  # the pre-screen passed the part: this check was skipped
             self._enqueue(uid, runner, frame, backpressure)
 
-    def _waiting_part(self, frame: Frame, recipe: _Recipe) -> PartInFlight | None:
-        """The triggered part this image belongs to: its own trigger's, or for a free-running
-        camera in a triggered recipe (a line-scan camera on the encoder beside a triggered area
-        camera) the oldest part still waiting for an image from it."""
-        if frame.trigger is not None:
-            uid = self._trigger_uid.get(frame.trigger)
-            part = self._parts.get(uid) if uid is not None else None
-            return part if part is not None and frame.source not in part.sources_taken else None
-        return next(
-            (
-                part
-                for part in (self._parts[uid] for uid in self._trigger_uid.values())
-                if part.recipe is recipe and frame.source not in part.sources_taken
-            ),
-            None,
-        )
-
     def _triggered_sources(self, recipe: _Recipe) -> list[str]:
         """The sources this recipe reads that take triggers: what one trigger fires."""
         return [n for n in recipe.by_source if n in self.sources and self.sources[n].gate is not None]
 
     def _recipes_in_flight(self) -> list[_Recipe]:
         """The active recipe and every recipe a part still open was taken under (each once)."""
-        return list({id(r): r for r in [self.recipe, *(p.recipe for p in self._parts.values())]}.values())
+        return list({id(r): r for r in [self.recipe, *self._parts.recipes()]}.values())
 
     def _backlog_full(self) -> bool:
         return self._closed.qsize() >= self.config.record_backlog
@@ -593,18 +543,11 @@ class Station:
         flights, records = [], []
         for part in parts:
             with self._lock:
-                flight = self._parts.pop(part.uid, None) or PartInFlight(
-                    part.uid, self.recipe, time.monotonic()
-                )
-                if flight.trigger is not None:
-                    self._trigger_uid.pop(flight.trigger, None)
-                if flight.seq_key is not None:
-                    self._seq_uid.pop(flight.seq_key, None)
-                    self._closed_seq[flight.seq_key[1]] = None
-                while len(self._closed_seq) > 10_000:
-                    self._closed_seq.popitem(last=False)
+                flight = self._parts.close(part.uid)
+            if flight is None:  # decided before anything opened it here (cannot happen; be safe)
+                flight = PartInFlight(part.uid, self.recipe, time.monotonic())
             flights.append(flight)
-            records.append(self._record_of(part, flight.runs, flight.recipe))
+            records.append(self.recorder.record_of(part, flight))
         try:
             wheres = self.store.record_many(records)
         except Exception as exc:
@@ -646,67 +589,6 @@ class Station:
             except Exception as exc:  # a broken sink must not stop the record or the other sinks
                 log.error("sink %s: %s", type(sink).__name__, exc)
         self.counters["reported"] += 1
-
-    def _record_of(self, part: AssembledPart, runs: dict[str, CheckRun], recipe: _Recipe) -> PartRecord:
-        verdict = part.verdict.value
-        keep = keep_image(verdict, self._ok_index, self.config.store.keep_ok_every)
-        if verdict == "OK":
-            self._ok_index += 1
-        reasons = [part.reason] if part.reason else []
-        checks = []
-        for runner in recipe.runners:
-            if runner.name in part.skipped:
-                continue  # cascade: the pre-screen passed the part; the detailed check was not needed
-            outcome = part.outcomes.get(runner.name)
-            run = runs.get(runner.name)
-            decided, reason = check_decision(outcome, recipe.assembler.policy)  # the one fail-safe rule
-            decision = decided.value
-            image_sha = heatmap_sha = None
-            if keep and run is not None and run.image is None and run.unjudged is not None:
-                try:
-                    image_sha = self._archive_unjudged(run.unjudged)
-                except (OSError, ValueError) as exc:
-                    reasons.append(f"{runner.name}: image not archived ({exc})")
-            if keep and run is not None and run.image is not None:
-                try:
-                    image_sha = self.archive.put_image(run.image)
-                    if run.anomaly_map is not None and self.config.store.keep_heatmaps:
-                        heatmap_sha = self.archive.put_image(
-                            heatmap_png(run.anomaly_map, runner.thresholds["ng"])
-                        )
-                except (OSError, ValueError) as exc:
-                    reasons.append(f"{runner.name}: image not archived ({exc})")
-            checks.append(
-                CheckRecord(
-                    check=runner.name,
-                    decision=decision,
-                    score=outcome.score if outcome is not None and outcome.valid else None,
-                    reason=reason,
-                    bundle_sha256=runner.bundle_sha256,
-                    model_version=runner.model_version,
-                    thresholds=runner.thresholds,
-                    timings_ms=run.timings_ms if run is not None else {},
-                    image_sha256=image_sha,
-                    heatmap_sha256=heatmap_sha,
-                )
-            )
-        return PartRecord(
-            station=self.name,
-            uid=part.uid,
-            part_id=part.part_id,
-            verdict=verdict,
-            checks=tuple(checks),
-            reason="; ".join(reasons),
-            recipe=recipe.name,
-        )
-
-    def _archive_unjudged(self, image: bytes | np.ndarray) -> str:
-        """The acquired image of a check that could not run: PNG bytes as they are, else as PNG."""
-        if isinstance(image, bytes):
-            if image_format(image) == "PNG":
-                return self.archive.put_png(image)
-            image = decode_image(image, "acquired image")
-        return self.archive.put_image(image)
 
     def _fail(self, error: str) -> None:
         """Stop deciding: the line must see the station as faulted, not as passing parts."""
