@@ -17,7 +17,6 @@ with the same settings, it is evaluated again without retraining.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly import ROOT, SHARED, machine, write_section
+from anomaly import ROOT, SHARED, machine, print_epoch, write_section
 
 NEU = SHARED / "neu-det"
 
@@ -86,9 +85,7 @@ def main() -> None:
             "voc",
             model_dir,
             config,
-            hooks=TrainingHooks(
-                progress=False, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
-            ),
+            hooks=TrainingHooks(progress=False, on_epoch=print_epoch),
         )
     images = [read_image(s.path) for s in split.test]
     gt_boxes = [s.boxes for s in split.test]

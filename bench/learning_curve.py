@@ -97,14 +97,8 @@ def main() -> None:
                     synthetic=synthetic,
                     defect_fraction=fraction,
                 )
-                model, split = train(
-                    "segment",
-                    KSDD,
-                    "kolektor",
-                    Path(tmp) / "model",
-                    config,
-                    hooks=TrainingHooks(progress=False),
-                )
+                out, quiet = Path(tmp) / "model", TrainingHooks(progress=False)
+                model, split = train("segment", KSDD, "kolektor", out, config, hooks=quiet)
                 fit_s = time.perf_counter() - start
                 metrics = evaluate_segmenter(model, split.test, None, SeenImages.of(model.metadata))
             row = {

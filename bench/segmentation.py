@@ -14,7 +14,6 @@ real training defects with blended masks) added to the real ones.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly import ROOT, SHARED, machine, write_section
+from anomaly import ROOT, SHARED, machine, print_epoch, write_section
 
 KSDD = SHARED / "kolektorsdd"
 
@@ -106,9 +105,7 @@ def main() -> None:
             "kolektor",
             Path(tmp) / "model",
             config,
-            hooks=TrainingHooks(
-                progress=False, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
-            ),
+            hooks=TrainingHooks(progress=False, on_epoch=print_epoch),
         )
         fit_s = time.perf_counter() - start
         inspector = load_bundle(export_bundle(model, Path(tmp) / "bundle"), threads=1)

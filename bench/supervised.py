@@ -15,7 +15,6 @@ beside it. Writes its section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly import ROOT, SHARED, machine, write_section
+from anomaly import ROOT, SHARED, machine, print_epoch, write_section
 
 NEU = SHARED / "neu-det"
 
@@ -74,9 +73,7 @@ def main() -> None:
             "folder",
             Path(tmp) / "model",
             config,
-            hooks=TrainingHooks(
-                progress=False, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
-            ),
+            hooks=TrainingHooks(progress=False, on_epoch=print_epoch),
         )
         fit_s = time.perf_counter() - start
         images = [read_image(s.path) for s in split.test]

@@ -67,104 +67,33 @@ def station_bundle(tmp_path_factory: pytest.TempPathFactory, parts) -> Path:
 # -- the supervised models, trained once per session through the CLI (data, model dir, output) --
 
 
-@pytest.fixture(scope="session")
-def trained_classifier(tmp_path_factory):
+def _train(task: str, data, out, format: str, *options: str) -> tuple:
     pytest.importorskip("torchvision")
     from lineguard.cli import app
 
-    tmp = tmp_path_factory.mktemp("cls")
-    data = write_classes(tmp / "data")
-    out = tmp / "model"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--task",
-            "classify",
-            "--format",
-            "folder",
-            "--out",
-            str(out),
-            "--size",
-            "64",
-            "--epochs",
-            "6",
-            "--batch-size",
-            "8",
-            "--lr",
-            "2e-3",
-            "--threads",
-            "2",
-        ],
-    )
+    args = ["train", str(data), "--task", task, "--format", format, "--out", str(out), "--threads", "2"]
+    result = CliRunner().invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
     return data, out, result.output
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cls")
+    options = ("--size", "64", "--epochs", "6", "--batch-size", "8", "--lr", "2e-3")
+    return _train("classify", write_classes(tmp / "data"), tmp / "model", "folder", *options)
 
 
 @pytest.fixture(scope="session")
 def trained_detector(tmp_path_factory):
-    pytest.importorskip("torchvision")
-    from lineguard.cli import app
-
     tmp = tmp_path_factory.mktemp("det")
-    data = write_yolo_parts(tmp / "data")
-    out = tmp / "model"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--task",
-            "detect",
-            "--format",
-            "yolo",
-            "--out",
-            str(out),
-            "--size",
-            str(DETECT_SIZE),
-            "--epochs",
-            "14",
-            "--batch-size",
-            "4",
-            "--lr",
-            "1e-3",
-            "--threads",
-            "2",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return data, out, result.output
+    options = ("--size", str(DETECT_SIZE), "--epochs", "14", "--batch-size", "4", "--lr", "1e-3")
+    return _train("detect", write_yolo_parts(tmp / "data"), tmp / "model", "yolo", *options)
 
 
 @pytest.fixture(scope="session")
 def trained_segmenter(tmp_path_factory):
-    pytest.importorskip("torchvision")
-    from lineguard.cli import app
-
     tmp = tmp_path_factory.mktemp("seg")
     data = write_folder_dataset(tmp / "data", n_good=20, n_defect=20, seed=4)
-    out = tmp / "model"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--task",
-            "segment",
-            "--format",
-            "folder",
-            "--out",
-            str(out),
-            "--size",
-            "96",
-            "--epochs",
-            "8",
-            "--batch-size",
-            "8",
-            "--threads",
-            "2",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return data, out, result.output
+    options = ("--size", "96", "--epochs", "8", "--batch-size", "8")
+    return _train("segment", data, tmp / "model", "folder", *options)
