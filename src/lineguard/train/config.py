@@ -82,17 +82,23 @@ class ClassifyConfig(SupervisedConfig):
     good_classes: tuple[str, ...] | None = None  # None: good/ok/pass/normal
 
 
-class DetectConfig(SupervisedConfig):
-    task: ClassVar[str] = "detect"
+class _DefectMapConfig(SupervisedConfig):
+    """What detection and segmentation share: they locate defects, which have no up or left
+    (both flips), are few (longer training, smaller batches) and are calibrated on good parts."""
 
-    image_size: Size | None = (256, 256)
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(8, ge=2)
-    lr: float = Field(5e-4, gt=0.0)
     patience: int = Field(8, ge=0)
     augment: AugmentConfig = FLIPS
     review_probability: Probability = 0.3
     ng_probability: Probability = 0.5
+
+
+class DetectConfig(_DefectMapConfig):
+    task: ClassVar[str] = "detect"
+
+    image_size: Size | None = (256, 256)
+    lr: float = Field(5e-4, gt=0.0)
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.2
     width: int = Field(128, ge=8)  # FPN channels
@@ -100,17 +106,11 @@ class DetectConfig(SupervisedConfig):
     detection: DetectionSettings = DetectionSettings()
 
 
-class SegmentConfig(SupervisedConfig):
+class SegmentConfig(_DefectMapConfig):
     task: ClassVar[str] = "segment"
 
     image_size: Size | None = None
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(8, ge=2)
     lr: float = Field(1e-3, gt=0.0)
-    patience: int = Field(8, ge=0)
-    augment: AugmentConfig = FLIPS
-    review_probability: Probability = 0.3
-    ng_probability: Probability = 0.5
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.3
     defect_oversampling: float = Field(3.0, ge=1.0)  # defective images shown this much more often
