@@ -25,14 +25,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-from lineguard.data.image_io import decode_image
 from lineguard.decision import (
     AssembledPart,
     CheckOutcome,
@@ -40,11 +39,12 @@ from lineguard.decision import (
     PartAssembler,
     VerdictPolicy,
 )
-from lineguard.errors import DataError, TriggerRefused
+from lineguard.errors import TriggerRefused
 from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.basic import Sink
 from lineguard.station.checks import CheckRun, CheckRunner
 from lineguard.station.config import RecipeConfig, StationConfig
+from lineguard.station.inspection import Inspection
 from lineguard.station.parts import PartInFlight, PartsInFlight
 from lineguard.station.recording import PartRecorder
 from lineguard.station.sources import Frame, Source, open_source
@@ -56,13 +56,6 @@ log = logging.getLogger("lineguard.station")
 
 GROUP_COMMIT_MAX = 256  # parts recorded in one transaction at most
 STOP_RECORD_TIMEOUT_S = 300.0  # how long stop() waits for the record to take every decided part
-
-
-@dataclass
-class _WorkItem:
-    uid: str
-    runner: CheckRunner
-    frame: Frame
 
 
 class _Recipe:
@@ -106,7 +99,9 @@ class Station:
         self.recipe = self._load_recipe(config.recipe)
         self.sources: dict[str, Source] = {}
         self.sinks: list[Sink] = list(sinks or [])
-        self._queue: queue.Queue[_WorkItem] = queue.Queue(maxsize=config.queue_size)
+        self.inspection = Inspection(
+            config.queue_size, config.deadline_ms / 1e3, self._is_open, self._add, self._count
+        )
         self._closed: queue.Queue[AssembledPart] = queue.Queue()
         self._parts = PartsInFlight()  # every part from its opening to its record
         self._triggers = 0
@@ -165,7 +160,7 @@ class Station:
         self._accepting.clear()
         try:
             end = time.monotonic() + timeout_s
-            while time.monotonic() < end and (self.recipe.assembler.pending or not self._queue.empty()):
+            while time.monotonic() < end and (self.recipe.assembler.pending or not self.inspection.idle):
                 time.sleep(0.01)
             with self._lock:
                 old, self.recipe = self.recipe.name, new
@@ -196,7 +191,7 @@ class Station:
         self.state = "running"
         self._notify_state()
         for i in range(self.config.workers):
-            self._spawn(self._work, f"inspect-{i}")
+            self._spawn(self.inspection.work, f"inspect-{i}", self._halt)
         self._decider = self._spawn(self._decide, "decide")
         for source in self.sources.values():
             self._spawn(self._acquire, f"source-{source.name}", source)
@@ -214,7 +209,7 @@ class Station:
             return False
         return (
             self._sources_done >= set(self.sources)
-            and self._queue.empty()
+            and self.inspection.idle
             and self.recipe.assembler.pending == 0
             and self._closed.empty()
             and not self._parts
@@ -228,7 +223,7 @@ class Station:
         drain_s = drain_s if drain_s is not None else self.config.deadline_ms / 1e3 + 2.0
         end = time.monotonic() + drain_s
         while time.monotonic() < end and (
-            self.recipe.assembler.pending or not self._closed.empty() or not self._queue.empty()
+            self.recipe.assembler.pending or not self._closed.empty() or not self.inspection.idle
         ):
             time.sleep(0.01)
         self._halt.set()  # sources and workers stop
@@ -378,7 +373,7 @@ class Station:
                         continue
                 if not run_it:
                     continue  # the pre-screen passed the part: this check was skipped
-            self._enqueue(uid, runner, frame, backpressure)
+            self.inspection.submit(uid, runner, frame, backpressure)
 
     def _triggered_sources(self, recipe: _Recipe) -> list[str]:
         """The sources this recipe reads that take triggers: what one trigger fires."""
@@ -426,23 +421,6 @@ class Station:
             short = f"{escaped[: MAX_PART_ID_CHARS - 14]}~{digest}"
             return replace(frame, part_id=short, error=f"part ID refused: {exc}", data=None, image=None)
 
-    def _enqueue(self, uid: str, runner: CheckRunner, frame: Frame, backpressure: bool) -> None:
-        if frame.error:
-            self._add(uid, CheckRun(CheckOutcome(runner.name, None, None, f"acquisition: {frame.error}")))
-            return
-        try:
-            if backpressure:  # wait for room, but never past the part's deadline
-                wait = self.config.deadline_ms / 1e3 - (time.monotonic() - frame.acquired)
-                self._queue.put(_WorkItem(uid, runner, frame), timeout=max(wait, 0.001))
-            else:
-                self._queue.put_nowait(_WorkItem(uid, runner, frame))
-        except queue.Full:
-            with self._lock:
-                self.counters["overload"] += 1
-            unjudged = frame.data if frame.data is not None else frame.image
-            outcome = CheckOutcome(runner.name, None, None, "overload: inspection queue full")
-            self._add(uid, CheckRun(outcome, unjudged=unjudged))
-
     def _cascade_after(self, part: PartInFlight, outcome: CheckOutcome) -> None:
         """A pre-screen decided: its detailed checks run if it flagged or failed the part, else skip."""
         uid, recipe = part.uid, part.recipe
@@ -457,7 +435,7 @@ class Station:
                 if closed is not None:
                     self._closed.put(closed)
             elif frame is not None:
-                self._enqueue(uid, runner, frame, backpressure=False)
+                self.inspection.submit(uid, runner, frame, backpressure=False)
             else:
                 part.cascade[runner.name] = True  # its image is still to come
             if not run_it and frame is None:
@@ -476,37 +454,14 @@ class Station:
             elif run.outcome.check in part.recipe.dependents:
                 self._cascade_after(part, run.outcome)
 
-    # -- inspection --------------------------------------------------------------------
+    def _is_open(self, uid: str) -> bool:
+        with self._lock:
+            part = self._parts.get(uid)
+            return part is not None and part.recipe.assembler.is_open(uid)
 
-    def _work(self) -> None:
-        while not self._halt.is_set():
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            with self._lock:
-                part = self._parts.get(item.uid)
-                still_open = part is not None and part.recipe.assembler.is_open(item.uid)
-            if not still_open:
-                with self._lock:
-                    self.counters["stale_skipped"] += 1  # decided at its deadline already; save the time
-                continue
-            frame = item.frame
-            try:
-                image = (
-                    frame.image if frame.image is not None else decode_image(frame.data or b"", frame.name)
-                )
-            except DataError as exc:
-                self._add(
-                    item.uid, CheckRun(CheckOutcome(item.runner.name, None, None, f"decode error: {exc}"))
-                )
-                continue
-            try:
-                run = item.runner.run(image)
-            except Exception as exc:  # a bug must cost this check, never the worker thread
-                log.exception("check %s", item.runner.name)
-                run = CheckRun(CheckOutcome(item.runner.name, None, None, f"internal error: {exc}"))
-            self._add(item.uid, run)
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] += 1
 
     # -- deciding, recording, reporting ------------------------------------------------
 
@@ -656,7 +611,7 @@ class Station:
                 parts_per_min_last_60s=rate,
                 latency_ms_p50=float(np.percentile(latencies, 50)) if latencies.size else None,
                 latency_ms_p99=float(np.percentile(latencies, 99)) if latencies.size else None,
-                queue_depth=self._queue.qsize(),
+                queue_depth=self.inspection.depth,
                 parts_in_flight=assembler.pending,
                 record_backlog=self._closed.qsize(),
                 record_backlog_age_s=self._backlog_age(now),
