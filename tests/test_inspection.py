@@ -37,11 +37,9 @@ def _png(value: int) -> bytes:
 def _inspection(size: int = 4, open_uids: set[str] | None = None):
     delivered: dict[str, CheckRun] = {}
     counts: dict[str, int] = {}
-    done = threading.Event()
 
     def deliver(uid: str, run: CheckRun) -> None:
         delivered[uid] = run
-        done.set()
 
     def count(name: str) -> None:
         counts[name] = counts.get(name, 0) + 1
