@@ -1,0 +1,108 @@
+"""The dot-matrix OCR reader: the real photos, generated print of known text, solid print, and the
+edges (blank image, restricted character set, bad input)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from helpers import shared_dataset
+from rapidfuzz.distance import Levenshtein
+
+from lineguard.data.image_io import read_image
+from lineguard.tools.ocr import TextReader
+from lineguard.tools.synthetic import DotPrint, random_code, random_style, render_lines
+
+pytest.importorskip("rapidocr")
+
+
+@pytest.fixture(scope="module")
+def reader() -> TextReader:
+    return TextReader(threads=1)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [("A_0.png", ["LOTTO:L21X45", "SCAD. :10-2023"]), ("B_9.png", ["L21X7A", "10-2023"])],
+)
+def test_reads_both_lines_of_the_real_photos(reader: TextReader, name: str, lines: list[str]) -> None:
+    # Text over a small part of a 2056 x 2464 frame: the reader has to find it itself.
+    image = read_image(shared_dataset("ocr-dotmatrix-pvc") / name)
+    reading = reader.read(image)
+    assert [line.text for line in reading.lines] == lines
+    assert reading.dot_diameter_px is not None  # recognised as dot-matrix print
+    assert all(0.0 < c.confidence <= 1.0 for c in reading.chars)
+
+
+def test_reads_generated_dot_matrix_lines_in_a_large_frame(reader: TextReader) -> None:
+    # Print styles drawn over the range real coders cover (pitch, dot size, skew, blur, noise);
+    # the measured accuracy over 200 lines is in docs/benchmarks.md, this bound leaves room.
+    rng = np.random.default_rng(7)
+    errors = chars = 0
+    for _ in range(6):
+        truth = [f"LOT {random_code(rng, 6)}", f"EXP {int(rng.integers(1, 13)):02d}-2027"]
+        reading = reader.read(render_lines(truth, random_style(rng), rng, frame=(700, 1100)))
+        read = [line.text for line in reading.lines]
+        assert len(read) == 2, read
+        errors += sum(Levenshtein.distance(t, r) for t, r in zip(truth, read, strict=True))
+        chars += sum(len(t) for t in truth)
+    assert 1.0 - errors / chars >= 0.9
+
+
+def test_deskews_and_reads_a_clean_skewed_code_exactly(reader: TextReader) -> None:
+    rng = np.random.default_rng(3)
+    style = DotPrint(dot_diameter=6.0, pitch=9.0, jitter=0.3, skew_deg=6.0, noise=4.0)
+    reading = reader.read(render_lines(["L24X7B 09-2028"], style, rng, frame=(400, 900)))
+    assert reading.text == "L24X7B 09-2028"
+    assert abs(abs(reading.angle_deg) - 6.0) < 1.5
+    assert reading.dot_diameter_px == pytest.approx(6.0, abs=1.5)
+
+
+def test_reads_solid_print_as_solid(reader: TextReader) -> None:
+    image = np.full((160, 640), 225, np.uint8)
+    cv2.putText(image, "PN 4471-20", (30, 100), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 30, 5, cv2.LINE_AA)
+    reading = reader.read(image)
+    assert reading.text == "PN 4471-20"
+    assert reading.dot_diameter_px is None
+
+
+def test_reads_light_print_on_a_dark_surface() -> None:
+    rng = np.random.default_rng(5)
+    dark_on_light = render_lines(["A7K9"], DotPrint(pitch=9.0, dot_diameter=6.0), rng)
+    reading = TextReader(polarity="light").read(255 - dark_on_light)
+    assert reading.text == "A7K9"
+
+
+def test_decoding_stays_inside_the_character_set() -> None:
+    # A date field read with digits and '-' only: a dot-matrix 'O' cannot come back as a letter.
+    rng = np.random.default_rng(11)
+    image = render_lines(["10-2030"], DotPrint(pitch=9.0, dot_diameter=6.5), rng)
+    reading = TextReader(charset="0123456789-").read(image)
+    assert reading.text == "10-2030"
+    assert set(reading.text) <= set("0123456789-")
+    for char in reading.chars:
+        assert all(alt in "0123456789-" for alt, _ in char.alternatives)
+
+
+def test_a_blank_surface_reads_nothing(reader: TextReader) -> None:
+    rng = np.random.default_rng(0)
+    blank = np.clip(200 + rng.normal(0, 5, (480, 640)), 0, 255).astype(np.uint8)
+    reading = reader.read(blank)
+    assert reading.lines == ()
+    assert reading.text == "" and reading.confidence == 0.0
+
+
+def test_bad_input_and_settings_are_refused(reader: TextReader) -> None:
+    with pytest.raises(ValueError, match="8-bit"):
+        reader.read(np.zeros((64, 64), np.uint16))
+    with pytest.raises(ValueError, match="charset"):
+        TextReader(charset="")
+    with pytest.raises(ValueError, match="cannot read"):
+        TextReader(charset="ABC\t")
+    with pytest.raises(ValueError, match="min_confidence"):
+        TextReader(min_confidence=1.5)
+    with pytest.raises(ValueError, match="font"):
+        DotPrint(font="7x9")
+    with pytest.raises(ValueError, match="font has only"):
+        render_lines(["a"], DotPrint(), np.random.default_rng(0))
