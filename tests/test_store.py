@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lineguard.results import Measurement
 from lineguard.store import CheckRecord, Journal, PartRecord, RecordStore, sqlite_url
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -20,6 +21,12 @@ def part(i: int, verdict: str = "OK", station: str = "st1") -> PartRecord:
         bundle_sha256="ab" * 32,
         thresholds={"review": 4.0, "ng": 8.0},
         timings_ms={"infer": 12.5},
+        # A tool's values round-trip too: judged, read text with per-character detail, unmeasured.
+        measurements=(
+            Measurement("gap", 12.0 + i / 100, "mm", lo=11.95, hi=12.05, decision="OK"),
+            Measurement("lot", 0.97, text=f"L{i:03d}", detail=(0.99, 0.95, 0.97, 0.97)),
+            Measurement("bore", None, "mm", lo=9.9, hi=10.1, decision="NG"),
+        ),
     )
     return PartRecord(
         station, f"P{i:04d}", f"P{i:04d}", verdict, (check,), decided_at=T0 + timedelta(seconds=i)
@@ -43,6 +50,19 @@ def test_sqlite_record_round_trips_filters_and_pages(tmp_path):
     assert store.parts(part_id="P0003") == [part(3, "REVIEW")]  # every field round-trips
     store.add_event("st1", "start", "recipe A")
     assert store.events("st1")[0]["kind"] == "start"
+
+
+def test_measurements_are_rows_charts_can_aggregate(tmp_path):
+    store = RecordStore(sqlite_url(tmp_path / "line.db"), tmp_path / "journal.jsonl")
+    for i in range(3):
+        store.record(part(i))
+    with sqlite3.connect(tmp_path / "line.db") as db:
+        mean = db.execute("SELECT avg(value), count(*) FROM measurements WHERE name = 'gap'").fetchone()
+    assert mean == (pytest.approx(12.01), 3)
+    with pytest.raises(ValueError, match="not finite"):
+        Measurement("gap", float("nan"))
+    with pytest.raises(ValueError, match="OK without a value"):
+        Measurement("gap", None, decision="OK")
 
 
 def test_ok_needs_complete_valid_checks():

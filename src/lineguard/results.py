@@ -71,6 +71,46 @@ class Detections:
         ]
 
 
+MAX_MEASUREMENT_NAME = 128
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One value a tool measured or read on a part, in the record beside the check's decision: what
+    control charts and Cp/Cpk are computed on. ``value`` None: it could not be measured. ``lo`` /
+    ``hi``: the tolerance in ``unit`` (None: recorded, not judged); ``decision`` what the value
+    alone decided (OK / REVIEW / NG, "" when not judged). ``text``: what was read (OCR, codes);
+    ``detail``: values per element (e.g. each character's confidence)."""
+
+    name: str
+    value: float | None
+    unit: str = ""
+    lo: float | None = None
+    hi: float | None = None
+    decision: str = ""
+    text: str | None = None
+    detail: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > MAX_MEASUREMENT_NAME:
+            raise ValueError(f"measurement name must be 1-{MAX_MEASUREMENT_NAME} characters: {self.name!r}")
+        for key in ("value", "lo", "hi"):
+            number = getattr(self, key)
+            if number is not None:
+                if not np.isfinite(number):
+                    raise ValueError(f"measurement {self.name!r}: {key} {number} is not finite")
+                object.__setattr__(self, key, float(number))
+        if self.decision not in ("", "OK", "REVIEW", "NG"):
+            raise ValueError(f"measurement {self.name!r}: decision {self.decision!r}")
+        if self.decision == "OK" and self.value is None and self.text is None:
+            raise ValueError(f"measurement {self.name!r}: OK without a value")
+        object.__setattr__(self, "detail", tuple(float(v) for v in self.detail))
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Measurement:
+        return cls(**{**doc, "detail": tuple(doc.get("detail", ()))})
+
+
 class ErrorCode(IntEnum):
     NONE = 0
     RESULT_BUFFER_OVERFLOW = 1

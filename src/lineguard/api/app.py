@@ -21,6 +21,17 @@ from lineguard.errors import TriggerRefused
 from lineguard.station.status import StationStatus
 
 
+class MeasurementOut(BaseModel):
+    name: str
+    value: float | None
+    unit: str
+    lo: float | None
+    hi: float | None
+    decision: str
+    text: str | None
+    detail: list[float]
+
+
 class CheckOut(BaseModel):
     check: str
     decision: str
@@ -32,6 +43,7 @@ class CheckOut(BaseModel):
     timings_ms: dict[str, float]
     image_sha256: str | None
     heatmap_sha256: str | None
+    measurements: list[MeasurementOut] = []
 
 
 class PartOut(BaseModel):

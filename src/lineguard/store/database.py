@@ -31,9 +31,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.pool import NullPool
 
+from lineguard.results import Measurement
 from lineguard.store.journal import Journal, Quarantine
 from lineguard.store.records import CheckRecord, PartRecord
 
@@ -75,6 +76,27 @@ class CheckRow(Base):
     image_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     heatmap_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     part: Mapped[PartRow] = relationship(back_populates="checks")
+    measurements: Mapped[list[MeasurementRow]] = relationship(
+        back_populates="check_row", cascade="all, delete-orphan"
+    )
+
+
+class MeasurementRow(Base):
+    """A tool's measured or read value, a row each: charts aggregate them in SQL by name."""
+
+    __tablename__ = "measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    check_pk: Mapped[int] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unit: Mapped[str] = mapped_column(String(16), default="")
+    lo: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hi: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decision: Mapped[str] = mapped_column(String(8), default="")
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    detail: Mapped[list[float]] = mapped_column(JSON, default=list)
+    check_row: Mapped[CheckRow] = relationship(back_populates="measurements")
 
 
 class EventRow(Base):
@@ -85,6 +107,10 @@ class EventRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# A page of parts is read in three queries (parts, their checks, their measurements), not one per row.
+_WITH_CHECKS = selectinload(PartRow.checks).selectinload(CheckRow.measurements)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -264,7 +290,7 @@ class RecordStore:
     ) -> list[PartRecord]:
         """Recorded parts, newest first, filtered and paged."""
         self._ensure_schema()
-        query = select(PartRow).order_by(PartRow.decided_at.desc(), PartRow.id.desc())
+        query = select(PartRow).options(_WITH_CHECKS).order_by(PartRow.decided_at.desc(), PartRow.id.desc())
         if station is not None:
             query = query.where(PartRow.station == station)
         if verdict is not None:
@@ -281,7 +307,7 @@ class RecordStore:
 
     def part(self, station: str, uid: str) -> PartRecord | None:
         self._ensure_schema()
-        query = select(PartRow).where(PartRow.station == station, PartRow.uid == uid)
+        query = select(PartRow).options(_WITH_CHECKS).where(PartRow.station == station, PartRow.uid == uid)
         with Session(self.engine) as session:
             row = session.scalars(query).first()
             return None if row is None else _from_row(row)
@@ -320,7 +346,8 @@ def _refused_for_content(exc: Exception) -> bool:
 
 # Part and check fields stored as they are; the times get their own handling below.
 PART_FIELDS = ("station", "uid", "part_id", "verdict", "reason", "recipe")
-CHECK_FIELDS = tuple(f.name for f in fields(CheckRecord))
+CHECK_FIELDS = tuple(f.name for f in fields(CheckRecord) if f.name != "measurements")
+MEASUREMENT_FIELDS = tuple(f.name for f in fields(Measurement))
 
 
 def _check_values(source: object) -> dict[str, Any]:
@@ -337,7 +364,13 @@ def _to_row(part: PartRecord, via_journal: bool) -> PartRow:
         decided_at=_utc(part.decided_at),
         recorded_at=datetime.now(UTC),
         via_journal=via_journal,
-        checks=[CheckRow(**_check_values(c)) for c in part.checks],
+        checks=[
+            CheckRow(
+                **_check_values(c),
+                measurements=[_measurement_row(m) for m in c.measurements],
+            )
+            for c in part.checks
+        ],
     )
 
 
@@ -357,5 +390,17 @@ def _from_row(row: PartRow) -> PartRecord:
     return PartRecord(
         **{name: getattr(row, name) for name in PART_FIELDS},
         decided_at=_aware(row.decided_at),
-        checks=tuple(CheckRecord(**_check_values(c)) for c in sorted(row.checks, key=lambda c: c.id)),
+        checks=tuple(_check_from_row(c) for c in sorted(row.checks, key=lambda c: c.id)),
     )
+
+
+def _measurement_row(m: Measurement) -> MeasurementRow:
+    return MeasurementRow(**{**{k: getattr(m, k) for k in MEASUREMENT_FIELDS}, "detail": list(m.detail)})
+
+
+def _check_from_row(row: CheckRow) -> CheckRecord:
+    measurements = tuple(
+        Measurement(**{**{k: getattr(m, k) for k in MEASUREMENT_FIELDS}, "detail": tuple(m.detail or ())})
+        for m in sorted(row.measurements, key=lambda m: m.id)
+    )
+    return CheckRecord(**_check_values(row), measurements=measurements)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from lineguard.results import Measurement
+
 # A part ID fits every PLC string type (an S7 STRING holds 254) and the record's column on every
 # database; the same limit at REST, OPC UA, Modbus and file names.
 MAX_PART_ID_CHARS = 128
@@ -64,12 +66,22 @@ class CheckRecord:
     thresholds: dict[str, float] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     image_sha256: str | None = None  # content address in the image archive, when kept
-    heatmap_sha256: str | None = None
+    heatmap_sha256: str | None = None  # the anomaly heatmap, or a tool's overlay
+    measurements: tuple[Measurement, ...] = ()  # what a tool check measured or read
 
     def __post_init__(self) -> None:
         _store_text_fields(self)
+        measurements = tuple(self.measurements)
+        for m in measurements:
+            _store_text_fields(m)  # a name from the recipe, a text read off the part
+        object.__setattr__(self, "measurements", measurements)
         if self.decision == "OK" and (self.score is None or not math.isfinite(self.score)):
             raise ValueError(f"check {self.check!r}: OK without a valid score")
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CheckRecord:
+        measurements = tuple(Measurement.from_dict(m) for m in doc.get("measurements", ()))
+        return cls(**{**doc, "measurements": measurements})
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,7 @@ class PartRecord:
             uid=doc["uid"],
             part_id=doc["part_id"],
             verdict=doc["verdict"],
-            checks=tuple(CheckRecord(**c) for c in doc.get("checks", ())),
+            checks=tuple(CheckRecord.from_dict(c) for c in doc.get("checks", ())),
             reason=doc.get("reason", ""),
             recipe=doc.get("recipe", ""),
             decided_at=datetime.fromisoformat(doc["decided_at"]),
