@@ -19,6 +19,6 @@ done
 export LINEGUARD_RUNTIME_PYTHON="$PWD/.venv-runtime/bin/python"
 export LINEGUARD_EVAL_PYTHON="$PWD/.venv-eval/bin/python"
 . .venv/bin/activate
-ruff check src tests bench
+ruff check src tests bench scripts
 mypy  # src/lineguard; settings in pyproject.toml
 python -m pytest -q "$@"

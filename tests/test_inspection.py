@@ -21,7 +21,7 @@ class _Runner:
     def __init__(self, name: str = "surface", fail: bool = False) -> None:
         self.name, self.fail, self.seen = name, fail, 0
 
-    def run(self, image: np.ndarray) -> CheckRun:
+    def run(self, image: np.ndarray, part_id: str = "") -> CheckRun:
         self.seen += 1
         if self.fail:
             raise RuntimeError("model blew up")

@@ -106,3 +106,60 @@ def test_bad_input_and_settings_are_refused(reader: TextReader) -> None:
         DotPrint(font="7x9")
     with pytest.raises(ValueError, match="font has only"):
         render_lines(["a"], DotPrint(), np.random.default_rng(0))
+
+
+# -- the OCR check: verification against the part, dates, doubtful readings --------------------
+
+
+def _code(text: str, seed: int = 1) -> np.ndarray:
+    style = DotPrint(dot_diameter=6.0, pitch=9.0, jitter=0.3, noise=4.0)
+    return render_lines([text], style, np.random.default_rng(seed))
+
+
+def test_the_ocr_check_verifies_against_the_part_id_and_the_expiry_rule() -> None:
+    from datetime import date
+
+    from lineguard.decision import Decision
+    from lineguard.tools.checks import OcrTool
+    from lineguard.tools.config import OcrToolConfig
+
+    config = OcrToolConfig(
+        kind="ocr", expect="LOT {part_id} EXP \\d{2}-\\d{4}", expiry={"format": "%m-%Y", "min_months": 6}
+    )
+    tool = OcrTool(config, today=lambda: date(2026, 12, 4))
+    image = _code("LOT L24X7B EXP 09-2028")
+    result = tool.run(image, "L24X7B")
+    assert result.decision == Decision.OK, result.reason
+    text, expiry = result.measurements
+    assert text.text == "LOT L24X7B EXP 09-2028" and len(text.detail) == 19 and text.decision == "OK"
+    assert expiry.value == 21 and expiry.lo == 6 and expiry.decision == "OK"
+    assert result.overlay is not None and result.overlay.shape[:2] == image.shape[:2]
+    wrong = tool.run(image, "L24X7C")  # the PLC said another lot
+    assert wrong.decision == Decision.NG and "expected" in wrong.reason
+    assert tool.run(image, "L24.*").decision == Decision.NG  # a part ID is taken literally, not as a regex
+    soon = OcrTool(config, today=lambda: date(2028, 6, 1)).run(image, "L24X7B")
+    assert soon.decision == Decision.NG and "under 6 months" in soon.reason
+    blank = tool.run(np.full((200, 400), 210, np.uint8), "L24X7B")
+    assert blank.decision == Decision.NG and blank.reason == "no text found"
+
+
+def test_a_match_only_through_runner_up_characters_is_review() -> None:
+    from lineguard.decision import Decision
+    from lineguard.tools.checks import OcrTool
+    from lineguard.tools.config import OcrToolConfig
+    from lineguard.tools.ocr import CharReading, TextLine, TextReading
+
+    class Doubtful:
+        """A reading whose 8 (confidence 0.6) has the runner-up B."""
+
+        def read(self, image):  # type: ignore[no-untyped-def]
+            chars = [CharReading(c, 0.99) for c in "L24X7"] + [CharReading("8", 0.6, (("B", 0.35),))]
+            return TextReading((TextLine(tuple(chars), np.zeros((4, 2), np.float32)),))
+
+    tool = OcrTool(OcrToolConfig(kind="ocr", expect="L24X7B", min_confidence=0.5))
+    tool.reader = Doubtful()  # type: ignore[assignment]
+    result = tool.run(np.zeros((50, 50), np.uint8))
+    assert result.decision == Decision.REVIEW and "only as 'L24X7B'" in result.reason
+    no_hope = OcrTool(OcrToolConfig(kind="ocr", expect="L24X7C", min_confidence=0.5))
+    no_hope.reader = Doubtful()  # type: ignore[assignment]
+    assert no_hope.run(np.zeros((50, 50), np.uint8)).decision == Decision.NG

@@ -538,7 +538,12 @@ def test_a_part_failed_as_overload_keeps_its_image(station_bundle, tmp_path):
     station = Station(config, build_sinks(config))
     runner = station.recipe.runners[0]
     inspect = runner.run
-    runner.run = lambda image: (time.sleep(0.05), inspect(image))[1]  # 20 parts/s: the line gives 100
+
+    def slow(image, part_id=""):  # 20 parts/s: the line gives 100
+        time.sleep(0.05)
+        return inspect(image, part_id)
+
+    runner.run = slow
     run_to_end(station)
     overloaded = [p for p in recorded(tmp_path)[0] if "overload" in p.checks[0].reason]
     assert overloaded, "the line did not outrun the inspection"
@@ -594,7 +599,12 @@ def test_the_run_summary_says_when_parts_were_failed_as_overload(station_bundle,
     from lineguard.station.checks import CheckRunner
 
     inspect = CheckRunner.run
-    monkeypatch.setattr(CheckRunner, "run", lambda self, image: (time.sleep(0.02), inspect(self, image))[1])
+
+    def slow(self, image, part_id=""):
+        time.sleep(0.02)
+        return inspect(self, image, part_id)
+
+    monkeypatch.setattr(CheckRunner, "run", slow)
     result = CliRunner().invoke(app, ["run", str(config), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "checks were failed as overload" in result.output

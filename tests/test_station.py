@@ -360,7 +360,8 @@ def test_example_configs_are_valid(name):
 
 def test_roi_undistortion_and_alignment_run_per_check(station_bundle, tmp_path):
     """Each part is undistorted, aligned to the reference and cropped before the bundle sees it;
-    an ROI outside the image fails that check (fail-safe), not the station."""
+    an ROI outside an unaligned image fails that check (fail-safe), not the station; an ROI
+    outside the alignment reference can never fit and stops the station at start-up."""
     from lineguard.preprocess import CameraCalibration
 
     rng = np.random.default_rng(11)
@@ -384,20 +385,19 @@ def test_roi_undistortion_and_alignment_run_per_check(station_bundle, tmp_path):
         "camera_calibration": str(tmp_path / "camera.json"),
         "align_to": str(tmp_path / "reference.png"),
     }
-    config = station_config(
-        tmp_path,
-        station_bundle,
-        line,
-        store={"keep_ok_every": 1},
-        recipes={
-            "parts": {
-                "checks": [
-                    {"name": "inside", "roi": [36, 16, 128, 128], **check},
-                    {"name": "outside", "roi": [150, 100, 128, 128], **check},
-                ]
-            }
-        },
-    )
+    unaligned = {k: v for k, v in check.items() if k != "align_to"}
+
+    def config_with(outside: dict):
+        checks = [{"name": "inside", "roi": [36, 16, 128, 128], **check}, {"name": "outside", **outside}]
+        return station_config(
+            tmp_path, station_bundle, line, store={"keep_ok_every": 1}, recipes={"parts": {"checks": checks}}
+        )
+
+    aligned_outside = config_with({"roi": [150, 100, 128, 128], **check})
+    never_fits = r"recipes\.parts: check 'outside': roi .* outside the 200x160 reference"
+    with pytest.raises(ConfigError, match=never_fits):
+        Station(aligned_outside, build_sinks(aligned_outside))
+    config = config_with({"roi": [150, 100, 128, 128], **unaligned})
     run_to_end(Station(config, build_sinks(config)))
     parts = sorted(recorded(tmp_path)[0].values(), key=lambda p: p.part_id)
     archive = ImageArchive(tmp_path / "state" / "images")

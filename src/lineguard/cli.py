@@ -1,4 +1,4 @@
-"""`lineguard` command line: fit, evaluate, predict, export, calibrate, run, backbones."""
+"""`lineguard` command line: fit, evaluate, predict, read, measure, export, calibrate, run, backbones."""
 
 from __future__ import annotations
 
@@ -507,6 +507,35 @@ def _say_escapes(metrics: dict) -> None:
         )
 
 
+def _image_files(inputs: list[Path], recursive: bool = True) -> list[Path]:
+    """The files named, and the images in the folders named (sorted), in the order given."""
+    from lineguard.data.image_io import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = item.rglob("*") if recursive else item.iterdir()
+            files += sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(item)
+    return files
+
+
+def parse_roi(text: str | None, option: str = "--roi") -> tuple[int, int, int, int] | None:
+    """'x,y,w,h' in pixels."""
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: use x,y,width,height in pixels (e.g. 100,40,600,200)", param_hint=option
+        ) from None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise typer.BadParameter(f"{text!r}: x and y must be >= 0, width and height > 0", param_hint=option)
+    return x, y, w, h
+
+
 @app.command()
 def predict(
     model_path: Annotated[
@@ -525,7 +554,7 @@ def predict(
     An image that cannot be read is reported as NG with the reason, never skipped,
     and the exit code is 1.
     """
-    from lineguard.data.image_io import IMAGE_SUFFIXES, read_image
+    from lineguard.data.image_io import read_image
 
     try:
         estimator = load_scorer(model_path, threads)
@@ -534,14 +563,8 @@ def predict(
     thresholds = estimator.thresholds
     if thresholds is None:
         _fail(ValueError(f"{model_path}: model has no calibrated thresholds"))
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(item)
     failed = False
-    for path in files:
+    for path in _image_files(inputs):
         record: dict[str, Any] = {
             "path": str(path),
             "threshold": thresholds.ng,
@@ -578,6 +601,277 @@ def predict(
             for found in record.get("detections", []):
                 extra += f"\t{found['class']} {found['confidence']:.3f} {found['box_xyxy']}"
             typer.echo(f"{path}\t{score_text}\t{record['decision']}\t{thresholds.ng:.5g}{extra}")
+        sys.stdout.flush()
+    if failed:
+        raise typer.Exit(1)
+
+
+class PrintKindOption(StrEnum):
+    auto = "auto"
+    dot_matrix = "dot_matrix"
+    solid = "solid"
+
+
+class InkOption(StrEnum):
+    dark = "dark"
+    light = "light"
+
+
+class MotionOption(StrEnum):
+    translation = "translation"
+    euclidean = "euclidean"
+
+
+@app.command()
+def read(
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="IMAGE_OR_DIR...", help="Images or folders of images.")
+    ],
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression the whole text (its lines joined by one space) must match; "
+            "{part_id} stands for the part's ID, taken literally."
+        ),
+    ] = None,
+    roi: Annotated[
+        str | None, typer.Option(help="Read only this region of each image: x,y,width,height in pixels.")
+    ] = None,
+    print_kind: Annotated[
+        PrintKindOption,
+        typer.Option("--print", help="dot_matrix joins separate dots into strokes; auto decides per image."),
+    ] = PrintKindOption.auto,
+    polarity: Annotated[InkOption, typer.Option(help="Print darker (dark) or lighter than its surface.")] = (
+        InkOption.dark
+    ),
+    charset: Annotated[str | None, typer.Option(help="The characters the print may contain.")] = None,
+    part_id: Annotated[
+        str | None,
+        typer.Option(help="What {part_id} stands for; default: each file's name less its suffix."),
+    ] = None,
+    min_confidence: Annotated[
+        float, typer.Option(help="With --expect: a reading less certain than this is REVIEW.", min=0, max=1)
+    ] = 0.8,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    threads: Annotated[int, typer.Option(help="CPU threads for the OCR models.", min=1)] = 1,
+) -> None:
+    """Read the printed text in each image: lot codes, dates, dot-matrix and inkjet print.
+
+    Prints per image: path, the text (lines joined by one space), its mean confidence, and with
+    --expect the decision a recipe's ocr check would make (OK / REVIEW / NG, with the reason).
+
+    Exit code 1 when an image cannot be read, holds no text, or (with --expect) is not OK.
+    """
+    import numpy as np
+    from pydantic import ValidationError
+
+    from lineguard.data.image_io import read_image
+    from lineguard.preprocess import crop_roi
+    from lineguard.tools.checks import OcrTool
+    from lineguard.tools.config import DEFAULT_CHARSET, OcrToolConfig
+    from lineguard.tools.ocr import OcrUnavailable, TextReader
+
+    box = parse_roi(roi)
+    settings = {
+        "print": print_kind.value,
+        "polarity": polarity.value,
+        "charset": DEFAULT_CHARSET if charset is None else charset,
+    }
+    tool: OcrTool | None = None
+    try:
+        if expect is not None:
+            config = OcrToolConfig(kind="ocr", expect=expect, min_confidence=min_confidence, **settings)
+            tool = OcrTool(config, threads)
+            reader = tool.reader
+        else:
+            reader = TextReader(**settings, threads=threads)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"--{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        ]
+        _fail(ValueError("; ".join(problems)))
+    except (OcrUnavailable, ValueError) as exc:
+        _fail(exc)
+    failed = False
+    for path in _image_files(inputs):
+        record: dict[str, Any] = {"path": str(path)}
+        try:
+            image = crop_roi(read_image(path), box)
+            reading = reader.read(image)
+        except (LineGuardError, ValueError) as exc:
+            failed = True
+            record.update(text=None, confidence=None, error=str(exc))
+            if tool is not None:
+                record.update(decision="NG", reason=str(exc))
+        else:
+            record.update(
+                text=reading.text,
+                confidence=round(reading.confidence, 4),
+                lines=[
+                    {
+                        "text": line.text,
+                        "confidence": round(line.confidence, 4),
+                        "box": np.round(line.box, 1).tolist(),
+                        "chars": [[c.char, round(c.confidence, 4)] for c in line.chars],
+                    }
+                    for line in reading.lines
+                ],
+            )
+            failed |= not reading.text
+            if tool is not None:
+                result = tool.verify(reading, image, path.stem if part_id is None else part_id)
+                decision = "NG" if result.decision is None else result.decision.value
+                record.update(decision=decision, reason=result.reason)
+                failed |= decision != "OK"
+        if as_json:
+            typer.echo(json.dumps(record))
+        else:
+            if record["text"] is None:
+                line = f"{path}\t-\t-\t(cannot read: {record['error']})"
+            else:
+                line = f"{path}\t{record['text'] or '(no text found)'}\t{record['confidence']:.2f}"
+            if tool is not None and record["text"] is not None:
+                line += f"\t{record['decision']}" + (f" ({record['reason']})" if record["reason"] else "")
+            typer.echo(line)
+        sys.stdout.flush()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _measurement_text(m) -> str:
+    number = "-" if m.value is None else f"{m.value:.5g}"
+    if m.text is None:
+        value = f"{number} {m.unit}".rstrip()
+    elif m.unit:  # a number with a label (a contrast and its grade)
+        value = f"{number} {m.unit} ({m.text})"
+    else:  # what was read
+        value = m.text
+    return f"{m.name}={value}" + (f" {m.decision}" if m.decision else "")
+
+
+@app.command()
+def measure(
+    tool_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TOOL.yaml", help="A tool: the mapping a recipe check's `tool:` key holds (kind: ...)."
+        ),
+    ],
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="IMAGE_OR_DIR...", help="Images or folders of images.")
+    ],
+    roi: Annotated[
+        str | None, typer.Option(help="The check's roi: x,y,width,height in pixels (tool coordinates).")
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="The check's camera_calibration (`lineguard calibrate`): undistort, mm/px."),
+    ] = None,
+    align_to: Annotated[
+        Path | None, typer.Option(help="The check's align_to: reference image each part is aligned to.")
+    ] = None,
+    align_motion: Annotated[MotionOption, typer.Option(help="The check's align_motion.")] = (
+        MotionOption.translation
+    ),
+    fixture: Annotated[
+        Path | None,
+        typer.Option(
+            help="The check's fixture: its reference image (with --pattern), instead of --align-to."
+        ),
+    ] = None,
+    pattern: Annotated[
+        str | None, typer.Option(help="The fixture's pattern: x,y,width,height on its reference image.")
+    ] = None,
+    angle_range: Annotated[
+        float, typer.Option(help="The fixture's angle_range: the part turns up to ± this many degrees.")
+    ] = 0.0,
+    part_id: Annotated[
+        str | None,
+        typer.Option(help="The part ID an ocr tool's {part_id} stands for; default: the file's name."),
+    ] = None,
+    overlay: Annotated[
+        Path | None, typer.Option(help="Write each image's overlay (what the tool found) to this folder.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    threads: Annotated[int, typer.Option(help="CPU threads (the ocr tool's models).", min=1)] = 1,
+) -> None:
+    """Run a tool file (measure, blob, presence, ocr, code, color) on images, as a recipe check would.
+
+    Undistort, align or follow the fixture, crop the ROI, judge, exactly as a check with these
+    keys does. Prints per
+    image the decision, each value with its unit and own decision, and the reason: tune the
+    file here, then paste it under a check's `tool:` key.
+
+    Exit code 1 when an image cannot be read or is not OK; 2 when the tool file is invalid.
+    """
+    import dataclasses
+
+    import cv2
+
+    from lineguard.data.image_io import read_image
+    from lineguard.station.checks import CheckRunner
+    from lineguard.station.config import ConfigError, load_tool_check
+
+    if (fixture is None) != (pattern is None):
+        _fail(ValueError("--fixture REFERENCE and --pattern x,y,w,h go together"))
+    taught = None
+    if fixture is not None:
+        taught = {
+            "reference": fixture,
+            "pattern": parse_roi(pattern, "--pattern"),
+            "angle_range": angle_range,
+        }
+    try:
+        check = load_tool_check(
+            tool_file,
+            roi=parse_roi(roi),
+            camera_calibration=calibration,
+            align_to=align_to,
+            align_motion=align_motion.value,
+            fixture=taught,
+        )
+        runner = CheckRunner(check, threads=threads)
+    except (ConfigError, LineGuardError) as exc:
+        _fail(exc)
+    if overlay is not None:
+        overlay.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
+    failed = False
+    for path in _image_files(inputs):
+        record: dict[str, Any] = {"path": str(path)}
+        try:
+            image = read_image(path)
+        except LineGuardError as exc:
+            failed = True
+            record.update(decision="NG", score=None, reason=f"cannot read: {exc}", measurements=[])
+            run = None
+        else:
+            run = runner.run(image, path.stem if part_id is None else part_id)
+            outcome = run.outcome
+            decision = "NG" if outcome.decision is None else outcome.decision.value
+            failed |= decision != "OK"
+            record.update(
+                decision=decision,
+                score=outcome.score,
+                reason=outcome.reason,
+                measurements=[dataclasses.asdict(m) for m in run.measurements],
+                timings_ms={k: round(v, 3) for k, v in run.timings_ms.items()},
+            )
+        if overlay is not None and run is not None and run.overlay is not None:
+            name = path.stem
+            while name in written:
+                name += "_"
+            written.add(name)
+            target = overlay / f"{name}.png"
+            cv2.imwrite(str(target), run.overlay[:, :, ::-1])
+            record["overlay"] = str(target)
+        if as_json:
+            typer.echo(json.dumps(record))
+        else:
+            values = " ".join(_measurement_text(m) for m in run.measurements) if run else ""
+            reason = f"\t({record['reason']})" if record["reason"] else ""
+            typer.echo(f"{path}\t{record['decision']}\t{values}{reason}")
         sys.stdout.flush()
     if failed:
         raise typer.Exit(1)
@@ -717,20 +1011,14 @@ def calibrate(
     Use 10-20 views with the board tilted and moved over the whole frame; the
     reference view should show the board where the parts are inspected.
     """
-    from lineguard.data.image_io import IMAGE_SUFFIXES, read_image
+    from lineguard.data.image_io import read_image
     from lineguard.preprocess.camera import calibrate_camera
 
     try:
         cols, rows = (int(v) for v in pattern.lower().split("x"))
     except ValueError:
         _fail(ValueError(f"--pattern {pattern!r}: use COLUMNSxROWS of inner corners, e.g. 9x6"))
-    files: list[Path] = []
-    for item in images:
-        files += (
-            sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if item.is_dir()
-            else [item]
-        )
+    files = _image_files(images, recursive=False)
     try:
         index = 0
         if reference is not None:

@@ -6,13 +6,14 @@ exported scores equal the training scores.
 
 from lineguard.preprocess.camera import CameraCalibration, calibrate_camera
 from lineguard.preprocess.tiling import Tiling, merge_tiles, part_score
-from lineguard.preprocess.transforms import Preprocessing, to_uint8_scale
+from lineguard.preprocess.transforms import Preprocessing, crop_roi, to_uint8_scale
 
 __all__ = [
     "CameraCalibration",
     "Preprocessing",
     "Tiling",
     "calibrate_camera",
+    "crop_roi",
     "merge_tiles",
     "part_score",
     "to_uint8_scale",

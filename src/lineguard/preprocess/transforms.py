@@ -18,6 +18,17 @@ def to_uint8_scale(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported pixel type {image.dtype}; expected uint8 or uint16")
 
 
+def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The region x, y, width, height of ``image``; ValueError when it reaches outside."""
+    if roi is None:
+        return image
+    x, y, w, h = roi
+    height, width = image.shape[:2]
+    if x + w > width or y + h > height:
+        raise ValueError(f"ROI {tuple(roi)} reaches outside the {width}x{height} image")
+    return image[y : y + h, x : x + w]
+
+
 def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize with area averaging when shrinking (keeps thin defects), bilinear when enlarging."""
     h, w = image.shape[:2]

@@ -1,20 +1,28 @@
-"""One check of a recipe: undistort, align, crop the ROI, run the bundle, and say what happened."""
+"""One check of a recipe: undistort, align, crop the ROI, run the bundle or the tool, and say what
+happened."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lineguard.data.image_io import read_image
-from lineguard.decision import CheckOutcome
-from lineguard.errors import ModelFileError
-from lineguard.preprocess import CameraCalibration
+from lineguard.decision import CheckOutcome, Decision
+from lineguard.errors import LineGuardError, ModelFileError
+from lineguard.preprocess import CameraCalibration, crop_roi
 from lineguard.preprocess.align import Aligner, AlignmentError
+from lineguard.preprocess.pattern import PatternFixture
+from lineguard.results import Measurement
 from lineguard.runtime import Inspector, load_bundle
+from lineguard.runtime.inspector import BundleRuntime, InspectionResult
 from lineguard.runtime.manifest import manifest_sha256
-from lineguard.station.config import CheckConfig
+from lineguard.station.config import CheckConfig, ConfigError
+from lineguard.tools.checks import DefectSizer, Tool, build_tool
+from lineguard.tools.config import DefectRules, MeasureToolConfig
 
 
 @dataclass
@@ -22,15 +30,21 @@ class CheckRun:
     """What a check produced: the outcome, plus what the record may keep."""
 
     outcome: CheckOutcome
-    image: np.ndarray | None = None  # the region the model judged
+    image: np.ndarray | None = None  # the region the model or tool judged
     anomaly_map: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     # The image as acquired (encoded bytes or pixels) when the check could not run on it
     # (overload): a fail-safe part still keeps the image that was read.
     unjudged: bytes | np.ndarray | None = None
+    measurements: tuple[Measurement, ...] = ()  # a tool's values
+    overlay: np.ndarray | None = None  # a tool's picture of what it found (RGB), kept like a heatmap
 
 
 class CheckRunner:
+    """One check, opened at start-up (a bad bundle or tool configuration fails there, not at the
+    first part): the shared preparation (undistort, align to the fixture, crop the ROI), then
+    the bundle or the tool judges."""
+
     def __init__(
         self,
         config: CheckConfig,
@@ -40,50 +54,120 @@ class CheckRunner:
     ) -> None:
         self.config = config
         self.name = config.name
-        self.inspector = inspector or load_bundle(config.bundle, providers=providers, threads=threads)
-        self.bundle_sha256 = manifest_sha256(self.inspector.path)
-        if config.bundle_sha256 is not None and config.bundle_sha256 != self.bundle_sha256:
-            raise ModelFileError(
-                f"{config.bundle}: check {config.name!r} pins manifest sha256 {config.bundle_sha256}, "
-                f"this bundle's is {self.bundle_sha256}: it was changed or replaced since the recipe "
-                f"was validated (thresholds edited?); validate the new bundle and update the pin"
-            )
-        manifest = self.inspector.manifest
-        backbone = getattr(manifest.model, "backbone", "?")
-        self.model_version = f"{manifest.model.kind}/{backbone}@{manifest.provenance.created}"[:64]
-        self.thresholds = {
-            "review": float(self.inspector.thresholds.review),
-            "ng": float(self.inspector.thresholds.ng),
-        }
         self.calibration = (
             CameraCalibration.load(config.camera_calibration) if config.camera_calibration else None
         )
         self.aligner = (
             Aligner(read_image(config.align_to), motion=config.align_motion) if config.align_to else None
         )
+        self.fixture: PatternFixture | None = None
+        if config.fixture is not None:
+            f = config.fixture
+            try:
+                reference = read_image(f.reference)
+                self.fixture = PatternFixture(reference, f.pattern, f.angle_range, f.min_score)
+            except (LineGuardError, ValueError) as exc:
+                raise ConfigError(f"check {config.name!r}: fixture: {exc}") from None
+            self._check_roi_fits(reference.shape[:2], f.reference)
+        if self.aligner is not None:
+            self._check_roi_fits(self.aligner.reference.shape[:2], config.align_to)
+        self.inspector: BundleRuntime | None = None
+        self.tool: Tool | None = None
+        if config.tool is not None:
+            mm_per_px = self.calibration.mm_per_px if self.calibration is not None else None
+            try:
+                self.tool = build_tool(config.tool, mm_per_px, threads or 1)
+            except ValueError as exc:
+                raise ConfigError(f"check {config.name!r}: tool: {exc}") from None
+            # What the record pins for a tool: its configuration, as the bundle's manifest for a model.
+            document = json.dumps(config.tool.model_dump(mode="json"), sort_keys=True)
+            self.bundle_sha256 = hashlib.sha256(document.encode()).hexdigest()
+            self.model_version = f"tool:{config.tool.kind}"
+            self.thresholds: dict[str, float] = {}
+            return
+        assert config.bundle is not None  # the configuration gives a bundle or a tool
+        runtime = inspector or load_bundle(config.bundle, providers=providers, threads=threads)
+        self.inspector = runtime
+        self.bundle_sha256 = manifest_sha256(runtime.path)
+        if config.bundle_sha256 is not None and config.bundle_sha256 != self.bundle_sha256:
+            raise ModelFileError(
+                f"{config.bundle}: check {config.name!r} pins manifest sha256 {config.bundle_sha256}, "
+                f"this bundle's is {self.bundle_sha256}: it was changed or replaced since the recipe "
+                f"was validated (thresholds edited?); validate the new bundle and update the pin"
+            )
+        manifest = runtime.manifest
+        backbone = getattr(manifest.model, "backbone", "?")
+        self.model_version = f"{manifest.model.kind}/{backbone}@{manifest.provenance.created}"[:64]
+        self.thresholds = {
+            "review": float(runtime.thresholds.review),
+            "ng": float(runtime.thresholds.ng),
+        }
+        # A segmenter's defects are counted and sized on every part; with rules they decide it.
+        self.defects: DefectSizer | None = None
+        if runtime.task == "segment":
+            mm_per_px = self.calibration.mm_per_px if self.calibration is not None else None
+            try:
+                self.defects = DefectSizer(config.defects or DefectRules(), mm_per_px, **self.thresholds)
+            except ValueError as exc:
+                raise ConfigError(f"check {config.name!r}: defects: {exc}") from None
+        elif config.defects is not None:
+            raise ConfigError(
+                f"check {config.name!r}: defects size a segmenter's defects; {config.bundle} is a "
+                f"{runtime.task} bundle"
+            )
+
+    def _check_roi_fits(self, shape: tuple[int, ...], reference: object) -> None:
+        """With a reference image the frame size is known: a ROI outside it fails at start-up."""
+        height, width = shape[:2]
+        if self.config.roi is not None:
+            x, y, w, h = self.config.roi
+            if x + w > width or y + h > height:
+                raise ConfigError(
+                    f"check {self.name!r}: roi {self.config.roi} reaches outside the {width}x{height} "
+                    f"reference image {reference}"
+                )
+        elif isinstance(self.config.tool, MeasureToolConfig):
+            x0, y0, x1, y1 = self.config.tool.extent
+            if x0 < 0 or y0 < 0 or x1 > width - 1 or y1 > height - 1:
+                raise ConfigError(
+                    f"check {self.name!r}: tool calipers reach ({x0:g}, {y0:g})..({x1:g}, {y1:g}), "
+                    f"outside the {width}x{height} reference image {reference}"
+                )
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Undistort the whole frame, align it to the reference, then crop the ROI."""
+        """Undistort the whole frame, align it to the reference or the fixture, crop the ROI."""
+        return self._prepare(image)[0]
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[Measurement, ...]]:
+        """The prepared image, and where the fixture found its pattern (for the record)."""
+        placed: tuple[Measurement, ...] = ()
         if self.calibration is not None:
             image = self.calibration.undistort(image)
         if self.aligner is not None:
             image = self.aligner.align(image)
-        if self.config.roi is not None:
-            x, y, w, h = self.config.roi
-            height, width = image.shape[:2]
-            if x + w > width or y + h > height:
-                raise ValueError(f"ROI {self.config.roi} reaches outside the {width}x{height} image")
-            image = image[y : y + h, x : x + w]
-        return image
+        if self.fixture is not None:
+            image, found = self.fixture.locate(image)
+            placed = (
+                Measurement("fixture.score", found.score),
+                Measurement("fixture.x", found.x, "px"),
+                Measurement("fixture.y", found.y, "px"),
+                Measurement("fixture.angle", found.angle, "deg"),
+            )
+        return crop_roi(image, self.config.roi), placed
 
-    def run(self, image: np.ndarray) -> CheckRun:
-        """Never raises for a bad part: every failure becomes a failed outcome with its reason."""
+    def run(self, image: np.ndarray, part_id: str = "") -> CheckRun:
+        """Never raises for a bad part: every failure becomes a failed outcome with its reason.
+        ``part_id``: what a tool may verify against (OCR's ``{part_id}``)."""
         start = time.perf_counter()
         try:
-            prepared = self.prepare(image)
+            prepared, placed = self._prepare(image)
         except (AlignmentError, ValueError) as exc:
             return CheckRun(CheckOutcome(self.name, None, None, f"preprocessing failed: {exc}"))
         prepared_at = time.perf_counter()
+        if self.tool is not None:
+            run = self._run_tool(self.tool, prepared, part_id, 1e3 * (prepared_at - start))
+            return replace(run, measurements=(*run.measurements, *placed))
+        assert self.inspector is not None
         try:
             result = self.inspector.inspect(prepared)
         except Exception as exc:  # a model error is this part's failure, not the station's
@@ -92,6 +176,50 @@ class CheckRunner:
         timings["prepare"] = 1e3 * (prepared_at - start)
         if not np.isfinite(result.score):
             return CheckRun(CheckOutcome(self.name, None, None, "model gave no finite score"), prepared)
+        if self.defects is not None:
+            return self._size_defects(self.defects, prepared, result, timings, placed)
         # Classifiers and detectors name what they saw; it goes into the record with the decision.
         outcome = CheckOutcome(self.name, result.decision, float(result.score), result.describe())
-        return CheckRun(outcome, prepared, result.anomaly_map, timings)
+        return CheckRun(outcome, prepared, result.anomaly_map, timings, measurements=placed)
+
+    def _size_defects(
+        self,
+        sizer: DefectSizer,
+        prepared: np.ndarray,
+        result: InspectionResult,
+        timings: dict[str, float],
+        placed: tuple[Measurement, ...],
+    ) -> CheckRun:
+        """The segmenter's defects sized; with rules their decision replaces the part score's."""
+        amap = result.anomaly_map
+        if amap is None or not np.isfinite(amap).all():
+            return CheckRun(CheckOutcome(self.name, None, None, "model gave no finite defect map"), prepared)
+        sized = sizer.run(prepared, amap)
+        decision: Decision | None = result.decision
+        reason = sized.reason
+        if sizer.judges:
+            decision = sized.decision
+        elif decision != Decision.OK:
+            count, largest = sized.measurements[:2]
+            reason = f"{count.value:.0f} defects, largest {largest.value:.4g} {largest.unit}"
+        outcome = CheckOutcome(self.name, decision, float(result.score), reason)
+        return CheckRun(
+            outcome,
+            prepared,
+            amap,
+            {**timings, **sized.timings_ms},
+            measurements=(*sized.measurements, *placed),
+            overlay=sized.overlay,
+        )
+
+    def _run_tool(self, tool: Tool, prepared: np.ndarray, part_id: str, prepare_ms: float) -> CheckRun:
+        try:
+            result = tool.run(prepared, part_id)
+        except Exception as exc:  # a tool that cannot run on this part fails this check only
+            reason = f"{tool.kind} tool error: {type(exc).__name__}: {exc}"
+            return CheckRun(CheckOutcome(self.name, None, None, reason), prepared)
+        timings = {"prepare": prepare_ms, **result.timings_ms}
+        outcome = CheckOutcome(self.name, result.decision, result.score, result.reason)
+        return CheckRun(
+            outcome, prepared, None, timings, measurements=result.measurements, overlay=result.overlay
+        )

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lineguard.errors import LineGuardError
+from lineguard.tools.config import TOOL_KINDS, DefectRules, MeasureToolConfig, ToolConfig
 
 # Defaults of list-valued settings (typed, so each default list has the field's element type).
 CASCADE_WHEN: tuple[Literal["REVIEW", "NG"], ...] = ("REVIEW", "NG")
@@ -107,11 +108,26 @@ SourceConfig = Annotated[
 ]
 
 
+class FixtureConfig(_Strict):
+    """A pattern other measurements follow: ``pattern`` (x, y, width, height) cut from the
+    ``reference`` image is found in each frame (± ``angle_range`` degrees), and the frame is moved
+    so the pattern lies where it lies on the reference before the ROI is cut; ROI and tool
+    coordinates are then the reference's. Found with a score under ``min_score``: the check fails
+    fail-safe."""
+
+    reference: Path
+    pattern: tuple[int, int, int, int]
+    angle_range: float = Field(0.0, ge=0, le=180)
+    min_score: float = Field(0.7, gt=0, lt=1)
+
+
 class CheckConfig(_Strict):
-    """One check of a part: a bundle run on (a region of) one source's image."""
+    """One check of a part on (a region of) one source's image: a model bundle, or a tool
+    (measure, blob, ocr, code, color, presence) configured here."""
 
     name: str = Field(min_length=1, max_length=128)
-    bundle: Path
+    bundle: Path | None = None
+    tool: ToolConfig | None = None
     bundle_sha256: str | None = Field(
         None,
         pattern="^[0-9a-f]{64}$",
@@ -125,10 +141,37 @@ class CheckConfig(_Strict):
     )
     align_to: Path | None = Field(None, description="reference image to align each part to first")
     align_motion: Literal["translation", "euclidean"] = "translation"
+    fixture: FixtureConfig | None = Field(None, description="follow a taught pattern (instead of align_to)")
+    defects: DefectRules | None = Field(
+        None, description="a segmenter's defects: their unit, and the size rules that decide the part"
+    )
     after: str | None = Field(
         None, description="cascade: run only when this pre-screen check decides one of `when`"
     )
     when: list[Literal["REVIEW", "NG"]] = Field(default_factory=lambda: list(CASCADE_WHEN))
+
+    @model_validator(mode="after")
+    def _bundle_or_tool(self) -> CheckConfig:
+        if (self.bundle is None) == (self.tool is None):
+            raise ValueError(
+                f"check {self.name!r}: give either bundle (a model) or tool ({', '.join(TOOL_KINDS)})"
+            )
+        if self.fixture is not None and self.align_to is not None:
+            raise ValueError(f"check {self.name!r}: give align_to or fixture, not both")
+        if self.tool is not None and self.defects is not None:
+            raise ValueError(
+                f"check {self.name!r}: defects size a segmenter bundle's defects; this check is a tool"
+            )
+        if self.tool is not None and self.bundle_sha256 is not None:
+            raise ValueError(f"check {self.name!r}: bundle_sha256 pins a bundle; this check is a tool")
+        if self.tool is not None and self.roi is not None and isinstance(self.tool, MeasureToolConfig):
+            x0, y0, x1, y1 = self.tool.extent
+            if x0 < 0 or y0 < 0 or x1 > self.roi[2] - 1 or y1 > self.roi[3] - 1:
+                raise ValueError(
+                    f"check {self.name!r}: tool calipers reach ({x0:g}, {y0:g})..({x1:g}, {y1:g}), "
+                    f"outside its {self.roi[2]}x{self.roi[3]} ROI (tool coordinates are in the ROI)"
+                )
+        return self
 
     @field_validator("roi")
     @classmethod
@@ -296,8 +339,27 @@ def _resolve(value: Any, base: Path) -> Any:
     return value
 
 
-def _describe(error: Any) -> str:  # a pydantic ErrorDetails
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+def _describe(error: Any, doc: Any = None) -> str:  # a pydantic ErrorDetails
+    """``recipes.main.checks.1[gap].tool...: problem``: a check is named as well as numbered."""
+    parts: list[str] = []
+    node = doc
+    for part in error["loc"]:
+        name = None
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            if (
+                parts
+                and parts[-1] == "checks"
+                and isinstance(node, dict)
+                and isinstance(node.get("name"), str)
+            ):
+                name = node["name"]
+        else:
+            node = None
+        parts.append(f"{part}[{name}]" if name else str(part))
+    key = ".".join(parts) or "(top level)"
     return f"{key}: {error['msg']}"
 
 
@@ -308,7 +370,7 @@ def parse_config(doc: Any, source: str | Path = "<config>", base: Path | None = 
     try:
         config = StationConfig.model_validate(doc)
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(e) for e in exc.errors(include_url=False))
+        problems = "\n  ".join(_describe(e, doc) for e in exc.errors(include_url=False))
         raise ConfigError(f"{source}: invalid station configuration\n  {problems}") from None
     return _resolve(config, base) if base is not None else config
 
@@ -385,14 +447,48 @@ def load_yaml(text: str, source: str | Path) -> Any:
         loader.dispose()
 
 
-def load_config(path: str | Path) -> StationConfig:
-    path = Path(path)
+def _read_text(path: Path, what: str) -> str:
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES} bytes, not a station configuration")
-        text = path.read_text(encoding="utf-8")
+            raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES} bytes, not {what}")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def load_config(path: str | Path) -> StationConfig:
+    path = Path(path)
+    text = _read_text(path, "a station configuration")
     return parse_config(load_yaml(text, path), path, base=path.resolve().parent)
+
+
+def load_tool_check(path: str | Path, **check: Any) -> CheckConfig:
+    """A tool file (the mapping a check's ``tool:`` key holds) as a check of its own, so a tool can
+    be tried on images before it goes into a recipe (`lineguard measure`). ``check``: the check's
+    other keys (roi, camera_calibration, align_to, align_motion, fixture); errors in them are
+    named as ``--roi`` etc., errors in the file by its key."""
+    path = Path(path)
+    doc = load_yaml(_read_text(path, "a tool configuration"), path)
+    if not isinstance(doc, dict):
+        kinds = " | ".join(TOOL_KINDS)
+        raise ConfigError(f"{path}: expected a mapping of keys (kind: {kinds}, ...)")
+    given = {k: v for k, v in check.items() if v is not None}
+    try:
+        config = CheckConfig.model_validate({"name": path.stem, "source": "-", "tool": doc, **given})
+        # the file's paths (a template) are relative to it; the options' to the working directory
+        return config.model_copy(update={"tool": _resolve(config.tool, path.resolve().parent)})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = [str(p) for p in error["loc"]]
+            if loc[:1] == ["tool"]:
+                inner = loc[2:] if loc[1:2] == [doc.get("kind")] else loc[1:]  # less the union's tag
+                where = ": ".join([str(path), *([".".join(inner)] if inner else [])])
+            elif loc:
+                where = "--" + loc[0].replace("_", "-")
+            else:
+                where = str(path)
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("; ".join(problems)) from None

@@ -93,7 +93,7 @@ class Inspection:
                 self._deliver(item.uid, CheckRun(outcome))
                 continue
             try:
-                run = item.runner.run(image)
+                run = item.runner.run(image, frame.part_id or "")
             except Exception as exc:  # a bug must cost this check, never the worker thread
                 log.exception("check %s", item.runner.name)
                 run = CheckRun(CheckOutcome(item.runner.name, None, None, f"internal error: {exc}"))

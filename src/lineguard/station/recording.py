@@ -55,6 +55,8 @@ class PartRecorder:
                         heatmap_sha = self.archive.put_image(
                             heatmap_png(run.anomaly_map, runner.thresholds["ng"])
                         )
+                    elif run.overlay is not None and self.store.keep_heatmaps:
+                        heatmap_sha = self.archive.put_image(run.overlay)  # a tool's overlay
                 except (OSError, ValueError) as exc:
                     reasons.append(f"{runner.name}: image not archived ({exc})")
             checks.append(
@@ -69,6 +71,7 @@ class PartRecorder:
                     timings_ms=run.timings_ms if run is not None else {},
                     image_sha256=image_sha,
                     heatmap_sha256=heatmap_sha,
+                    measurements=run.measurements if run is not None else (),
                 )
             )
         return PartRecord(

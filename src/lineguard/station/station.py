@@ -43,7 +43,7 @@ from lineguard.errors import TriggerRefused
 from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.basic import Sink
 from lineguard.station.checks import CheckRun, CheckRunner
-from lineguard.station.config import RecipeConfig, StationConfig
+from lineguard.station.config import ConfigError, RecipeConfig, StationConfig
 from lineguard.station.inspection import Inspection
 from lineguard.station.parts import PartInFlight, PartsInFlight
 from lineguard.station.recording import PartRecorder
@@ -65,7 +65,10 @@ class _Recipe:
         self.name = name
         self.config = config
         threads = station.threads_per_worker
-        self.runners = [CheckRunner(c, station.providers, threads) for c in config.checks]
+        try:
+            self.runners = [CheckRunner(c, station.providers, threads) for c in config.checks]
+        except ConfigError as exc:
+            raise ConfigError(f"recipes.{name}: {exc}") from None
         self.by_source: dict[str, list[CheckRunner]] = {}
         # Cascades: pre-screen check -> the detailed checks that run only when it flags the part.
         self.dependents: dict[str, list[CheckRunner]] = {}

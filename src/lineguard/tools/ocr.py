@@ -57,7 +57,7 @@ class CharReading:
 @dataclass(frozen=True)
 class TextLine:
     chars: tuple[CharReading, ...]
-    box: np.ndarray  # 4 x 2 corners in the input image's pixels
+    box: np.ndarray  # 4 x 2 corners in the input image's pixels (a rotated rectangle when deskewed)
 
     @property
     def text(self) -> str:
@@ -266,10 +266,11 @@ class TextReader:
 
     # -- preparing -------------------------------------------------------------------------
 
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, float | None]:
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, float | None, np.ndarray]:
         """The image as the detector should see it: grey, dark print on white, dots joined,
-        deskewed and scaled to ``CHAR_HEIGHT_PX``. Returns (image, angle, dot diameter)."""
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        deskewed and scaled to ``CHAR_HEIGHT_PX``. Returns (image, angle, dot diameter, the 3x3
+        transform from the input's pixels to the prepared image's)."""
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if grey.dtype != np.uint8:
             raise ValueError(f"OCR takes 8-bit images, got {grey.dtype}")
         signal, ink = _ink(grey, self.polarity)
@@ -288,19 +289,27 @@ class TextReader:
             strokes = ink
             page = 255 - cv2.normalize(signal, None, 0, 255, cv2.NORM_MINMAX)
         angle, crop, char_h = _locate(strokes, diameter if dotted else None)
+        to_page = np.eye(3)
         if crop is not None:
             x, y, w, h = crop
             page = page[y : y + h, x : x + w]
+            to_page = np.array([[1.0, 0, -x], [0, 1.0, -y], [0, 0, 1.0]])
         if angle:
             centre = (page.shape[1] / 2.0, page.shape[0] / 2.0)
             rotation = cv2.getRotationMatrix2D(centre, angle, 1.0)
             page = cv2.warpAffine(page, rotation, (page.shape[1], page.shape[0]), borderValue=255)
+            to_page = np.vstack([rotation, [0, 0, 1.0]]) @ to_page
         scale = min(1.0, CHAR_HEIGHT_PX / char_h) if char_h else 1.0
         scale = min(scale, MAX_READ_SIDE / max(page.shape[:2]))
         if scale < 1.0:
-            page = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            size = (round(page.shape[1] * scale), round(page.shape[0] * scale))
+            sx, sy = size[0] / page.shape[1], size[1] / page.shape[0]
+            page = cv2.resize(page, size, interpolation=cv2.INTER_AREA)
+            # INTER_AREA maps pixel centres: x' = (x + 0.5) * s - 0.5
+            to_page = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]]) @ to_page
         page = cv2.copyMakeBorder(page, 16, 16, 16, 16, cv2.BORDER_CONSTANT, value=255)
-        return page, angle, (diameter if dotted else None)
+        to_page = np.array([[1.0, 0, 16], [0, 1.0, 16], [0, 0, 1.0]]) @ to_page
+        return page, angle, (diameter if dotted else None), to_page
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -308,7 +317,8 @@ class TextReader:
         import time
 
         start = time.perf_counter()
-        page, angle, diameter = self.prepare(image)
+        page, angle, diameter, to_page = self.prepare(image)
+        to_input = np.linalg.inv(to_page)
         prepared = time.perf_counter()
         with self._lock:
             found = self._detector(
@@ -335,7 +345,9 @@ class TextReader:
                 placed.sort(key=lambda pc: pc[0])
                 band = np.concatenate(words)
                 spaced = _spaced(placed, ink, band, diameter is not None)
-                lines.append(TextLine(_in_context(spaced), _union(words)))
+                corners = _union(words)
+                in_input = (to_input[:2, :2] @ corners.T).T + to_input[:2, 2]
+                lines.append(TextLine(_in_context(spaced), in_input.astype(np.float32)))
         end = time.perf_counter()
         timings = {
             "prepare": 1e3 * (prepared - start),
