@@ -24,3 +24,11 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
             || echo "note: could not install postgresql; its tests will skip" >&2
     fi
 fi
+# The OCR tool's light fallback engine, Debian's Tesseract (the tests of that engine skip without it).
+if ! command -v tesseract >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get install -y -qq tesseract-ocr >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq tesseract-ocr >/dev/null 2>&1; }) \
+            || echo "note: could not install tesseract-ocr; its tests will skip" >&2
+    fi
+fi

@@ -163,3 +163,45 @@ def test_a_match_only_through_runner_up_characters_is_review() -> None:
     no_hope = OcrTool(OcrToolConfig(kind="ocr", expect="L24X7C", min_confidence=0.5))
     no_hope.reader = Doubtful()  # type: ignore[assignment]
     assert no_hope.run(np.zeros((50, 50), np.uint8)).decision == Decision.NG
+
+
+def _solid_line(text: str) -> np.ndarray:
+    image = np.full((90, 620), 235, np.uint8)
+    cv2.putText(image, text, (12, 60), cv2.FONT_HERSHEY_DUPLEX, 1.5, 25, 3, cv2.LINE_AA)
+    return image
+
+
+def test_the_tesseract_fallback_reads_with_per_character_confidence() -> None:
+    from lineguard.tools.ocr import tesseract_path
+
+    if tesseract_path() is None:
+        pytest.skip("Debian's tesseract-ocr is not installed (scripts/setup.sh installs it as root)")
+    reader = TextReader(print="solid", engine="tesseract")
+    for text in ("LOT 4711 EXP 2028", "PN 88-1042-A"):
+        reading = reader.read(_solid_line(text))
+        assert reading.text == text
+        assert all(0 < c.confidence <= 1 for c in reading.chars) and reading.confidence > 0.9
+        (line,) = reading.lines
+        assert line.box[:, 0].min() >= 0 and line.box[:, 0].max() <= 620 and line.box[:, 1].max() <= 90
+    digits = TextReader(print="solid", engine="tesseract", charset="0123456789 ").read(
+        _solid_line("LOT 4711")
+    )
+    assert set(digits.text) <= set("0123456789 ")  # the whitelist holds
+    from lineguard.tools.checks import OcrTool
+    from lineguard.tools.config import OcrToolConfig
+
+    config = OcrToolConfig(kind="ocr", engine="tesseract", print="solid", expect="LOT {part_id}")
+    tool = OcrTool(config)
+    assert tool.run(_solid_line("LOT K31M8P"), "K31M8P").decision.value == "OK"
+    assert tool.run(_solid_line("LOT K31M8P"), "K31M8Q").decision.value == "NG"
+
+
+def test_an_engine_that_is_not_installed_is_a_start_up_error(monkeypatch) -> None:
+    from lineguard.tools import ocr
+
+    monkeypatch.setattr(ocr, "tesseract_path", lambda: None)
+    with pytest.raises(ocr.OcrUnavailable, match="apt install tesseract-ocr"):
+        TextReader(engine="tesseract")
+    monkeypatch.setattr(ocr, "_rapidocr_installed", lambda: False)
+    monkeypatch.setattr(ocr, "tesseract_path", lambda: "/usr/bin/tesseract")
+    assert TextReader(engine="auto").engine == "tesseract"  # auto falls back without RapidOCR

@@ -178,6 +178,37 @@ def test_a_diagonal_scratch_measures_its_length_not_its_bounding_box() -> None:
         assert values(result)["largest_length"] == pytest.approx(np.hypot(120, 4), abs=1.5), angle
 
 
+def test_shape_filters_tell_scratches_from_round_particles() -> None:
+    """Three scratches at random angles and four round particles: each filter counts its own."""
+    rng = np.random.default_rng(8)
+    fine = np.full((3200, 3200), 200, np.uint8)  # drawn at 16x, then each pixel's mean grey
+    for k in range(3):
+        t = rng.uniform(0, np.pi)
+        along, across = np.array([np.cos(t), np.sin(t)]), np.array([-np.sin(t), np.cos(t)])
+        centre = np.array([40.0 + 60 * k, 50.0])
+        corners = [
+            centre + 22 * a * along + 1.5 * c * across for a, c in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+        ]
+        cv2.fillPoly(fine, [np.round((np.array(corners) + 0.5) * 16 - 0.5).astype(np.int32)], 0)
+    for k in range(4):
+        cv2.circle(
+            fine, (int((30 + 45 * k + 0.5) * 16), int((140 + 0.5) * 16)), int(rng.uniform(4, 7) * 16), 0, -1
+        )
+    image = cv2.resize(fine, (200, 200), interpolation=cv2.INTER_AREA)
+    base = {"kind": "blob", "threshold": "fixed", "level": 100, "count": {"max": 10}}
+    blobs = BlobTool(BlobToolConfig.model_validate(base)).sizer.find(image < 100)
+    assert len(blobs) == 7
+    elongation, roundness = np.sort(blobs.elongation), np.sort(blobs.roundness)
+    assert np.all(elongation[:4] < 1.3) and np.all(elongation[4:] > 8), elongation
+    assert np.all(roundness[:3] < 0.2) and np.all(roundness[3:] > 0.75), roundness
+    scratches = BlobToolConfig.model_validate({**base, "elongation": {"min": 4}})
+    particles = BlobToolConfig.model_validate({**base, "roundness": {"min": 0.6}})
+    assert values(BlobTool(scratches).run(image))["count"] == 3
+    assert values(BlobTool(particles).run(image))["count"] == 4
+    with pytest.raises(ValueError, match="range upside down"):
+        BlobToolConfig.model_validate({**base, "roundness": {"min": 0.8, "max": 0.5}})
+
+
 def test_a_segmenters_defects_are_sized_on_the_checks_pixels_and_judged_at_two_levels() -> None:
     image = np.full((192, 256, 3), 128, np.uint8)
     probability = np.zeros((48, 64), np.float32)  # the network's output, a quarter of the size

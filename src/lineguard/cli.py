@@ -286,6 +286,15 @@ def fit(
         int | None, typer.Option(help="Fit on at most this many good images (seeded sample).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, coreset and projections.")] = 0,
+    check_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STATION.yaml:RECIPE/CHECK",
+            help="Train on the crop this station check prepares: its camera_calibration, align_to or "
+            "fixture, and roi applied to every image (and mask, box) first. The model records the "
+            "check; `evaluate` prepares its test images the same way.",
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "cpu",
 ) -> None:
@@ -327,7 +336,8 @@ def fit(
 
     hooks = TrainingHooks(say=lambda line: typer.echo(line, err=True), on_trial=report)
     try:
-        estimator = train("anomaly", data, format.value, out, config, hooks=hooks).model
+        prepare = _check_from(check_from)
+        estimator = train("anomaly", data, format.value, out, config, hooks=hooks, prepare=prepare).model
     except (LineGuardError, ValueError) as exc:
         _fail(exc)
     cal = estimator.calibration
@@ -340,6 +350,15 @@ def fit(
     typer.echo(f"expected at these thresholds: {expected_costs(cal)}")
     for warning in cal.warnings:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+def _check_from(spec: str | None):
+    """`--check-from STATION.yaml:recipe/check`: that check's preparation, read and validated."""
+    if spec is None:
+        return None
+    from lineguard.station.preparation import PreparedCheck
+
+    return PreparedCheck.from_station(spec)
 
 
 @app.command()
@@ -400,6 +419,15 @@ def train(
             help="segment: add this many synthetic defects (CutPaste, scar, Perlin, copy-paste) to training.",
         ),
     ] = default(SegmentConfig, "synthetic"),
+    check_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STATION.yaml:RECIPE/CHECK",
+            help="Train on the crop this station check prepares: its camera_calibration, align_to or "
+            "fixture, and roi applied to every image (and mask, box) first. The model records the "
+            "check; `evaluate` prepares its test images the same way.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint after an interruption.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:
@@ -437,9 +465,15 @@ def train(
         "synthetic": synthetic or None,
     }
     config = _config(CONFIGS[task.value], **{k: v for k, v in given.items() if v is not None})
-    hooks = TrainingHooks(on_epoch=lambda record: typer.echo(epoch_line(task.value, record)))
+    hooks = TrainingHooks(
+        say=lambda line: typer.echo(line, err=True),
+        on_epoch=lambda record: typer.echo(epoch_line(task.value, record)),
+    )
     try:
-        trained = train_task(task.value, data, format.value, out, config, resume=resume, hooks=hooks)
+        prepare = _check_from(check_from)
+        trained = train_task(
+            task.value, data, format.value, out, config, resume=resume, hooks=hooks, prepare=prepare
+        )
     except (LineGuardError, ValueError, OSError) as exc:
         _fail(exc)
     typer.echo(f"{training_summary(trained)}\nmodel: {out}")
@@ -612,6 +646,12 @@ class PrintKindOption(StrEnum):
     solid = "solid"
 
 
+class EngineOption(StrEnum):
+    auto = "auto"
+    rapidocr = "rapidocr"
+    tesseract = "tesseract"
+
+
 class InkOption(StrEnum):
     dark = "dark"
     light = "light"
@@ -645,6 +685,10 @@ def read(
         InkOption.dark
     ),
     charset: Annotated[str | None, typer.Option(help="The characters the print may contain.")] = None,
+    engine: Annotated[
+        EngineOption,
+        typer.Option(help="rapidocr, tesseract (Debian's tesseract-ocr), or auto: RapidOCR when installed."),
+    ] = EngineOption.auto,
     part_id: Annotated[
         str | None,
         typer.Option(help="What {part_id} stands for; default: each file's name less its suffix."),
@@ -676,6 +720,7 @@ def read(
         "print": print_kind.value,
         "polarity": polarity.value,
         "charset": DEFAULT_CHARSET if charset is None else charset,
+        "engine": engine.value,
     }
     tool: OcrTool | None = None
     try:

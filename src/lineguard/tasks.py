@@ -44,7 +44,8 @@ class TaskSpec:
     exporter: str  # "module:function" (torch): (model, out, search="graph") -> bundle folder
     label_formats: tuple[str, ...]  # dataset layouts its training and evaluation read
     config: type[TrainingConfig]  # its typed training settings (torch-free); defaults live there
-    trainer: str  # "module:function" (torch): (data, format, out, config, resume=, hooks=) -> Trained
+    # "module:function" (torch): (data, format, out, config, resume=, hooks=, prepare=) -> Trained
+    trainer: str
 
     def resolve(self, role: str) -> Any:
         """The class or function an entry names for ``role`` ("runtime", "evaluator", ...)."""

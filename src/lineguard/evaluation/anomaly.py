@@ -78,17 +78,31 @@ def split_as_fitted(
     seed: int | None = None,
     test_fraction: float | None = None,
 ) -> DataSplit:
-    """DATA split as `fit` split it (its stored seed and test fraction), unless overridden."""
+    """DATA split as `fit` split it (its stored seed and test fraction), unless overridden; prepared
+    as the check it was trained for prepares images, when it was."""
     from lineguard.data import open_dataset
 
     split_info = metadata.get("split", {})
-    return open_dataset(
+    split = open_dataset(
         data,
         str(format),
         seed=seed if seed is not None else int(split_info.get("seed", 0)),
         test_fraction=test_fraction if test_fraction is not None else split_info.get("test_fraction"),
         good_class=split_info.get("good_class"),
     )
+    return as_prepared(split, metadata)  # every part: `export --int8` calibrates on its good images
+
+
+def as_prepared(split: Any, metadata: dict[str, Any], only: tuple[str, ...] | None = None) -> Any:
+    """A model trained on a station check's crop (`--check-from`) is judged on that crop too
+    (``only``: these parts of the split)."""
+    if not metadata.get("check_from"):
+        return split
+    from lineguard.station.preparation import PreparedCheck
+
+    prepared = PreparedCheck.of(metadata)
+    assert prepared is not None
+    return prepared.split(split, progress=True, only=only)
 
 
 def unseen_test_samples(split: DataSplit, metadata: dict[str, Any]) -> list[SampleRef]:

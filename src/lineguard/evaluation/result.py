@@ -20,11 +20,16 @@ class EvaluationRequest:
         """(the labelled set, its test split as training split it, the images the fit saw)."""
         from lineguard.data.labels import labelled_split_as_fitted
         from lineguard.data.seen import SeenImages
+        from lineguard.evaluation.anomaly import as_prepared
 
         annotated, split = labelled_split_as_fitted(
             estimator.metadata, self.data, self.format, task, self.seed, self.test_fraction
         )
-        return annotated, split.test, SeenImages.of(estimator.metadata)
+        return (
+            annotated,
+            as_prepared(split, estimator.metadata, ("test",)).test,
+            SeenImages.of(estimator.metadata),
+        )
 
 
 @dataclass(frozen=True)

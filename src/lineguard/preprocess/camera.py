@@ -33,8 +33,9 @@ class CameraCalibration:
     views: tuple[str, ...] = ()  # the images whose board was found
     _maps: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def undistort(self, image: np.ndarray) -> np.ndarray:
-        """The image as a distortion-free pinhole camera with the same matrix would see it."""
+    def undistort(self, image: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """The image as a distortion-free pinhole camera with the same matrix would see it
+        (``interpolation``: nearest for label masks)."""
         h, w = image.shape[:2]
         if (w, h) != tuple(self.image_size):
             raise ValueError(
@@ -45,7 +46,13 @@ class CameraCalibration:
                 self.camera_matrix, self.distortion, None, self.camera_matrix, (w, h), cv2.CV_16SC2
             )
         map1, map2 = self._maps["maps"]
-        return cv2.remap(image, map1, map2, cv2.INTER_LINEAR)
+        return cv2.remap(image, map1, map2, interpolation)
+
+    def undistort_points(self, points: np.ndarray) -> np.ndarray:
+        """Pixel positions (N, 2) of the distorted frame, where :meth:`undistort` puts them."""
+        pts = np.asarray(points, np.float64).reshape(-1, 1, 2)
+        moved = cv2.undistortPoints(pts, self.camera_matrix, self.distortion, P=self.camera_matrix)
+        return moved.reshape(-1, 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -168,17 +168,17 @@ class PatternFixture:
         self.at = (x + (w - 1) / 2.0, y + (h - 1) / 2.0)
         self.min_score = min_score
 
-    def locate(self, image: np.ndarray) -> tuple[np.ndarray, Match]:
-        """The frame moved onto the reference's placement, and where the pattern was found."""
+    def transform(self, image: np.ndarray) -> tuple[np.ndarray, Match]:
+        """The 2x3 warp that moves this frame onto the reference's placement, and where the
+        pattern was found."""
         found = self.matcher.find(image)
         if found.score < self.min_score:
             raise ValueError(f"fixture pattern not found (best score {found.score:.2f} < {self.min_score})")
+        return fixture_transform(found, self.at), found
+
+    def locate(self, image: np.ndarray) -> tuple[np.ndarray, Match]:
+        """The frame moved onto the reference's placement, and where the pattern was found."""
+        warp, found = self.transform(image)
         h, w = image.shape[:2]
-        moved = cv2.warpAffine(
-            image,
-            fixture_transform(found, self.at),
-            (w, h),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        moved = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return moved, found

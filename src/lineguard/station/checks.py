@@ -10,19 +10,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lineguard.data.image_io import read_image
 from lineguard.decision import CheckOutcome, Decision
-from lineguard.errors import LineGuardError, ModelFileError
-from lineguard.preprocess import CameraCalibration, crop_roi
-from lineguard.preprocess.align import Aligner, AlignmentError
-from lineguard.preprocess.pattern import PatternFixture
+from lineguard.errors import ModelFileError
+from lineguard.preprocess.align import AlignmentError
 from lineguard.results import Measurement
 from lineguard.runtime import Inspector, load_bundle
 from lineguard.runtime.inspector import BundleRuntime, InspectionResult
 from lineguard.runtime.manifest import manifest_sha256
 from lineguard.station.config import CheckConfig, ConfigError
+from lineguard.station.preparation import check_preparation, preparation_mismatch
 from lineguard.tools.checks import DefectSizer, Tool, build_tool
-from lineguard.tools.config import DefectRules, MeasureToolConfig
+from lineguard.tools.config import DefectRules
 
 
 @dataclass
@@ -54,23 +52,8 @@ class CheckRunner:
     ) -> None:
         self.config = config
         self.name = config.name
-        self.calibration = (
-            CameraCalibration.load(config.camera_calibration) if config.camera_calibration else None
-        )
-        self.aligner = (
-            Aligner(read_image(config.align_to), motion=config.align_motion) if config.align_to else None
-        )
-        self.fixture: PatternFixture | None = None
-        if config.fixture is not None:
-            f = config.fixture
-            try:
-                reference = read_image(f.reference)
-                self.fixture = PatternFixture(reference, f.pattern, f.angle_range, f.min_score)
-            except (LineGuardError, ValueError) as exc:
-                raise ConfigError(f"check {config.name!r}: fixture: {exc}") from None
-            self._check_roi_fits(reference.shape[:2], f.reference)
-        if self.aligner is not None:
-            self._check_roi_fits(self.aligner.reference.shape[:2], config.align_to)
+        self.preparation = check_preparation(config)
+        self.calibration = self.preparation.calibration
         self.inspector: BundleRuntime | None = None
         self.tool: Tool | None = None
         if config.tool is not None:
@@ -95,6 +78,15 @@ class CheckRunner:
                 f"this bundle's is {self.bundle_sha256}: it was changed or replaced since the recipe "
                 f"was validated (thresholds edited?); validate the new bundle and update the pin"
             )
+        trained_for = runtime.metadata.get("check_from")
+        if trained_for:  # a model trained on a check's crop judges that crop only
+            differences = preparation_mismatch(config, trained_for)
+            if differences:
+                raise ConfigError(
+                    f"check {config.name!r}: {config.bundle} was trained on the crop of check "
+                    f"{trained_for.get('check')!r}, which this check prepares differently: "
+                    f"{'; '.join(differences)}. Train it with --check-from this check, or match its keys"
+                )
         manifest = runtime.manifest
         backbone = getattr(manifest.model, "backbone", "?")
         self.model_version = f"{manifest.model.kind}/{backbone}@{manifest.provenance.created}"[:64]
@@ -116,44 +108,22 @@ class CheckRunner:
                 f"{runtime.task} bundle"
             )
 
-    def _check_roi_fits(self, shape: tuple[int, ...], reference: object) -> None:
-        """With a reference image the frame size is known: a ROI outside it fails at start-up."""
-        height, width = shape[:2]
-        if self.config.roi is not None:
-            x, y, w, h = self.config.roi
-            if x + w > width or y + h > height:
-                raise ConfigError(
-                    f"check {self.name!r}: roi {self.config.roi} reaches outside the {width}x{height} "
-                    f"reference image {reference}"
-                )
-        elif isinstance(self.config.tool, MeasureToolConfig):
-            x0, y0, x1, y1 = self.config.tool.extent
-            if x0 < 0 or y0 < 0 or x1 > width - 1 or y1 > height - 1:
-                raise ConfigError(
-                    f"check {self.name!r}: tool calipers reach ({x0:g}, {y0:g})..({x1:g}, {y1:g}), "
-                    f"outside the {width}x{height} reference image {reference}"
-                )
-
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Undistort the whole frame, align it to the reference or the fixture, crop the ROI."""
         return self._prepare(image)[0]
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[Measurement, ...]]:
         """The prepared image, and where the fixture found its pattern (for the record)."""
-        placed: tuple[Measurement, ...] = ()
-        if self.calibration is not None:
-            image = self.calibration.undistort(image)
-        if self.aligner is not None:
-            image = self.aligner.align(image)
-        if self.fixture is not None:
-            image, found = self.fixture.locate(image)
-            placed = (
-                Measurement("fixture.score", found.score),
-                Measurement("fixture.x", found.x, "px"),
-                Measurement("fixture.y", found.y, "px"),
-                Measurement("fixture.angle", found.angle, "deg"),
-            )
-        return crop_roi(image, self.config.roi), placed
+        prepared, placement = self.preparation.place(image)
+        found = placement.found
+        if found is None:
+            return prepared, ()
+        return prepared, (
+            Measurement("fixture.score", found.score),
+            Measurement("fixture.x", found.x, "px"),
+            Measurement("fixture.y", found.y, "px"),
+            Measurement("fixture.angle", found.angle, "deg"),
+        )
 
     def run(self, image: np.ndarray, part_id: str = "") -> CheckRun:
         """Never raises for a bad part: every failure becomes a failed outcome with its reason.

@@ -24,18 +24,45 @@ class Blobs:
     def __len__(self) -> int:
         return int(self.area.shape[0])
 
+    def _regions(self):
+        """Each region's outline points (its convex hull), one array per blob."""
+        for i, (x, y, w, h) in enumerate(self.boxes[:, :4]):
+            region = (self.labels[y : y + h, x : x + w] == i + 1).astype(np.uint8)
+            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            yield cv2.convexHull(np.concatenate(contours)).reshape(-1, 2)  # a few dozen points
+
     @property
     def lengths(self) -> np.ndarray:
         """Each region's Feret diameter, px: the longest distance across it (between its outermost
         pixel centres, plus the pixel they stand for), so a diagonal scratch measures its length,
         not its bounding box's side."""
         out = np.zeros(len(self))
-        for i, (x, y, w, h) in enumerate(self.boxes[:, :4]):
-            region = (self.labels[y : y + h, x : x + w] == i + 1).astype(np.uint8)
-            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            hull = cv2.convexHull(np.concatenate(contours)).reshape(-1, 2).astype(float)  # a few dozen
-            out[i] = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1).max()) + 1.0
+        for i, hull in enumerate(self._regions()):
+            points = hull.astype(float)
+            out[i] = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1).max()) + 1.0
         return out
+
+    @property
+    def elongation(self) -> np.ndarray:
+        """Length over width of each region's smallest enclosing rotated rectangle (pixels as
+        squares): 1 for a disc or a square, 30 for a 120 x 4 px scratch at any angle."""
+        out = np.ones(len(self))
+        for i, hull in enumerate(self._regions()):
+            (_, _), (a, b), _ = cv2.minAreaRect(hull.astype(np.float32))
+            out[i] = (max(a, b) + 1.0) / (min(a, b) + 1.0)
+        return out
+
+    @property
+    def roundness(self) -> np.ndarray:
+        """Area over the disc its Feret diameter spans, 4A / (π L²): near 1 for a round blob (0.85
+        at 5 px radius, where pixels are coarse), towards 0 for a scratch."""
+        return 4.0 * self.area / (np.pi * np.maximum(self.lengths, 1.0) ** 2)
+
+    def select(self, keep: np.ndarray) -> Blobs:
+        """Only the blobs ``keep`` marks, renumbered."""
+        index = np.zeros(len(self) + 1, np.int32)
+        index[1:][keep] = np.arange(1, int(keep.sum()) + 1)
+        return Blobs(self.area[keep], self.boxes[keep], self.centroids[keep], index[self.labels])
 
 
 def threshold(

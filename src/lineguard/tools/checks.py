@@ -334,9 +334,16 @@ class RegionSizer:
         self.prefix = prefix
 
     def find(self, mask: np.ndarray, max_area: float | None = None) -> Blobs:
+        """The regions of ``mask`` the size and shape filters keep."""
         area_scale = self.length_scale**2
         max_px = None if max_area is None else max_area / area_scale
-        return find_blobs(mask, self.rules.min_area / area_scale, max_px)
+        blobs = find_blobs(mask, self.rules.min_area / area_scale, max_px)
+        keep = np.ones(len(blobs), bool)
+        if self.rules.elongation is not None:
+            keep &= self.rules.elongation.holds(blobs.elongation)
+        if self.rules.roundness is not None:
+            keep &= self.rules.roundness.holds(blobs.roundness)
+        return blobs if keep.all() else blobs.select(keep)
 
     def judge(self, blobs: Blobs) -> tuple[list[Measurement], list[float | None]]:
         r = self.rules
@@ -458,7 +465,9 @@ class OcrTool:
         self.config = config
         self.today = today
         try:
-            self.reader = TextReader(config.print, config.polarity, config.charset, 0.5, threads)
+            self.reader = TextReader(
+                config.print, config.polarity, config.charset, 0.5, threads, engine=config.engine
+            )
         except OcrUnavailable as exc:
             raise ValueError(str(exc)) from None
 

@@ -9,10 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lineguard.tools.measure import Polarity, Select
-from lineguard.tools.ocr import DEFAULT_CHARSET, PrintKind
+from lineguard.tools.ocr import DEFAULT_CHARSET, Engine, PrintKind
 
 Point = tuple[float, float]
 NAME = r"^[A-Za-z0-9_.\-]+$"
@@ -239,14 +240,42 @@ class MeasureToolConfig(_Strict):
 # -- blob -------------------------------------------------------------------------------------
 
 
+class Range(_Strict):
+    """Bounds a region's shape must lie within to be counted (inclusive; either may be left out)."""
+
+    min: float | None = Field(None, ge=0)
+    max: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Range:
+        if self.min is None and self.max is None:
+            raise ValueError("give min and/or max")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"range upside down: min {self.min} is not below max {self.max}")
+        return self
+
+    def holds(self, values: np.ndarray) -> np.ndarray:
+        inside = np.ones(values.shape, bool)
+        if self.min is not None:
+            inside &= values >= self.min
+        if self.max is not None:
+            inside &= values <= self.max
+        return inside
+
+
 class RegionRules(_Strict):
     """Sizes of regions (blobs, a segmenter's defects) and the rules they pass: areas in px² or mm²
     (``unit: mm``), lengths (the longest distance across a region, its Feret diameter) in px or
-    mm. Regions smaller than ``min_area`` are noise, not counted."""
+    mm. Regions smaller than ``min_area`` are noise, not counted; so are those whose shape lies
+    outside ``elongation`` (length / width of the smallest rotated rectangle around it: 1 round or
+    square, large for a scratch) or ``roundness`` (4·area / (π·length²): near 1 round, towards 0
+    for a line)."""
 
     unit: Literal["px", "mm"] = "px"
     mm_per_px: float | None = Field(None, gt=0)
     min_area: float = Field(0.0, ge=0, description="smaller regions are noise, not counted")
+    elongation: Range | None = None
+    roundness: Range | None = None
     count: Limits | None = None
     largest_area: Limits | None = None
     total_area: Limits | None = None
@@ -361,6 +390,7 @@ class OcrToolConfig(_Strict):
     A reading below ``min_confidence`` (mean per character) is REVIEW, never OK."""
 
     kind: Literal["ocr"]
+    engine: Engine = Field("auto", description="rapidocr, tesseract, or auto: RapidOCR when installed")
     print: PrintKind = "auto"
     polarity: Literal["dark", "light"] = "dark"
     charset: str = Field(DEFAULT_CHARSET, min_length=1, max_length=512)

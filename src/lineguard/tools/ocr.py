@@ -5,6 +5,11 @@ by its recogniser, which we run ourselves so that decoding is limited to the cha
 hold (a printed ``0`` is never read as a CJK box) and every character keeps its confidence and its
 runner-up alternatives (what expectation-guided reading in ``verify`` works from).
 
+Debian's Tesseract (``apt install tesseract-ocr``) is the light fallback (``engine: tesseract``, or
+``auto`` without RapidOCR): it reads the same prepared page, limited to the same characters, with
+the per-character confidences of its LSTM (no runner-ups), and is weaker on dot-matrix print
+(docs/benchmarks.md).
+
 Dot-matrix and inkjet print is prepared first: the dots of a character do not touch, which
 detectors and recognisers trained on solid print do not take. The dots are found on a flattened
 background, their diameter estimated, and a closing of about two diameters joins them into strokes;
@@ -24,6 +29,8 @@ import numpy as np
 
 PrintKind = Literal["auto", "dot_matrix", "solid"]
 Polarity = Literal["dark", "light"]
+Engine = Literal["auto", "rapidocr", "tesseract"]
+TESSERACT_TIMEOUT_S = 30.0  # one prepared page; a hung process is this part's failure, not the station's
 
 # What codes on parts hold; anything else the recogniser knows (18 000 CJK and symbol classes) is
 # masked out of the decoding.
@@ -44,7 +51,31 @@ SPACE_CELLS_PROPORTIONAL = 0.45
 
 
 class OcrUnavailable(RuntimeError):
-    """The OCR engine's models are not installed (``pip install "lineguard[tools]"``)."""
+    """No OCR engine is installed (``pip install "lineguard[tools]"``, or Debian's tesseract-ocr)."""
+
+
+def tesseract_path() -> str | None:
+    import shutil
+
+    return shutil.which("tesseract")
+
+
+def _engine(engine: Engine) -> Literal["rapidocr", "tesseract"]:
+    """The engine to read with: ``auto`` is RapidOCR when installed, else Tesseract when it is."""
+    if engine == "auto":
+        engine = "rapidocr" if _rapidocr_installed() or tesseract_path() is None else "tesseract"
+    if engine == "tesseract":
+        if tesseract_path() is None:
+            raise OcrUnavailable("engine tesseract: no tesseract on PATH (Debian: apt install tesseract-ocr)")
+        return "tesseract"
+    _rapidocr_models()  # raises OcrUnavailable with the install hint
+    return "rapidocr"
+
+
+def _rapidocr_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("rapidocr") is not None
 
 
 @dataclass(frozen=True)
@@ -229,6 +260,7 @@ class TextReader:
     ``print``: ``dot_matrix`` joins separate dots into strokes first; ``solid`` reads as it is;
     ``auto`` decides per image from the shape of the print's components. ``polarity``: ``dark``
     print on a light surface, or ``light`` on dark. ``charset``: the characters decoding may give.
+    ``engine``: ``rapidocr``, ``tesseract``, or ``auto`` (RapidOCR when installed, else Tesseract).
     """
 
     def __init__(
@@ -238,6 +270,7 @@ class TextReader:
         charset: str = DEFAULT_CHARSET,
         min_confidence: float = 0.5,
         threads: int = 1,
+        engine: Engine = "auto",
     ) -> None:
         if not charset:
             raise ValueError("charset: empty")
@@ -245,10 +278,12 @@ class TextReader:
             raise ValueError(f"min_confidence: {min_confidence} is not in [0, 1]")
         self.print, self.polarity, self.charset = print, polarity, charset
         self.min_confidence, self.threads = min_confidence, threads
-        models = _rapidocr_models()
-        self._recogniser = _Recogniser(models / "PP-OCRv6_rec_small.onnx", charset, threads)
-        self._detector = self._make_detector(models)
+        self.engine = _engine(engine)
         self._lock = threading.Lock()  # the detector object is not documented as thread-safe
+        if self.engine == "rapidocr":
+            models = _rapidocr_models()
+            self._recogniser = _Recogniser(models / "PP-OCRv6_rec_small.onnx", charset, threads)
+            self._detector = self._make_detector(models)
 
     def _make_detector(self, models: Path) -> Any:
         from rapidocr import RapidOCR
@@ -320,6 +355,13 @@ class TextReader:
         page, angle, diameter, to_page = self.prepare(image)
         to_input = np.linalg.inv(to_page)
         prepared = time.perf_counter()
+        if self.engine == "tesseract":
+            read = self._tesseract(page, to_input)
+            timings = {
+                "prepare": 1e3 * (prepared - start),
+                "tesseract": 1e3 * (time.perf_counter() - prepared),
+            }
+            return TextReading(tuple(read), angle, diameter, timings)
         with self._lock:
             found = self._detector(
                 cv2.cvtColor(page, cv2.COLOR_GRAY2BGR), use_det=True, use_cls=False, use_rec=False
@@ -355,6 +397,82 @@ class TextReader:
             "recognise": 1e3 * (end - detected),
         }
         return TextReading(tuple(lines), angle, diameter, timings)
+
+    def _tesseract(self, page: np.ndarray, to_input: np.ndarray) -> list[TextLine]:
+        """The prepared page read by Tesseract (one block of lines, the charset whitelisted),
+        each character with its own confidence from the hOCR it writes."""
+        import subprocess
+
+        _, png = cv2.imencode(".png", page)
+        whitelist = self.charset if " " in self.charset else self.charset + " "  # words need spaces
+        command = [
+            str(tesseract_path()),
+            "stdin",
+            "stdout",
+            "--psm",
+            "6",
+            "-c",
+            f"tessedit_char_whitelist={whitelist}",
+            "-c",
+            "hocr_char_boxes=1",
+            "hocr",
+        ]
+        try:
+            done = subprocess.run(
+                command, input=png.tobytes(), capture_output=True, timeout=TESSERACT_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"tesseract took over {TESSERACT_TIMEOUT_S:g} s") from None
+        if done.returncode != 0:
+            message = done.stderr.decode(errors="replace").strip().splitlines()
+            raise RuntimeError(f"tesseract failed: {message[-1] if message else done.returncode}")
+        lines = []
+        for words in _hocr_lines(done.stdout):
+            kept = [w for w in words if w[0] and np.mean([c.confidence for c in w[0]]) >= self.min_confidence]
+            if not kept:
+                continue
+            chars: list[CharReading] = []
+            for chars_of_word, _ in kept:
+                if chars:
+                    chars.append(CharReading(" ", 1.0))
+                chars.extend(chars_of_word)
+            x0 = min(b[0] for _, b in kept)
+            y0 = min(b[1] for _, b in kept)
+            x1 = max(b[2] for _, b in kept)
+            y1 = max(b[3] for _, b in kept)
+            corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+            in_input = (to_input[:2, :2] @ corners.T).T + to_input[:2, 2]
+            lines.append(TextLine(tuple(chars), in_input.astype(np.float32)))
+        return lines
+
+
+def _hocr_lines(document: bytes) -> list[list[tuple[list[CharReading], tuple[float, ...]]]]:
+    """Tesseract's hOCR (its own output, from our page) as lines of words: each word's characters
+    with their confidences (0..1) and its bbox."""
+    import re
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.fromstring(document)
+    ns = "{http://www.w3.org/1999/xhtml}"
+    lines = []
+    for line in root.iter(f"{ns}span"):
+        if line.get("class") != "ocr_line":
+            continue
+        words = []
+        for word in line.iter(f"{ns}span"):
+            if word.get("class") != "ocrx_word":
+                continue
+            box = re.search(r"bbox (\d+) (\d+) (\d+) (\d+)", word.get("title", ""))
+            chars = []
+            for info in word.iter(f"{ns}span"):
+                conf = re.search(r"x_conf ([\d.]+)", info.get("title", ""))
+                if info.get("class") == "ocrx_cinfo" and info.text and conf:
+                    chars.append(CharReading(info.text, min(float(conf.group(1)) / 100.0, 1.0)))
+            if box and chars:
+                words.append((chars, tuple(float(v) for v in box.groups())))
+        if words:
+            lines.append(words)
+    return lines
 
 
 def _locate(

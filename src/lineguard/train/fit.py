@@ -6,7 +6,7 @@ import inspect
 import random
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from lineguard.data.seen import content_digests
 from lineguard.models import MODELS, AnomalyModel, CalibrationSet
 from lineguard.train.config import AnomalyConfig, default
 from lineguard.train.workflow import Trained, TrainingHooks
+
+if TYPE_CHECKING:
+    from lineguard.station.preparation import PreparedCheck
 
 # `--model auto` / `--backbone auto` / `--size auto`: the first of each is the default; the rest are
 # tried only when validation defects can rank them (see ``candidate_configs``).
@@ -288,7 +291,14 @@ def select_anomaly_model(
 
 
 def train_anomaly(
-    data: str | Path, format: str, out: Path, config: AnomalyConfig, *, resume: bool, hooks: TrainingHooks
+    data: str | Path,
+    format: str,
+    out: Path,
+    config: AnomalyConfig,
+    *,
+    resume: bool,
+    hooks: TrainingHooks,
+    prepare: PreparedCheck | None = None,
 ) -> Trained:
     """``lineguard fit``: split the good images, fit the candidate(s) the config allows, keep the
     one that validates best, calibrate its thresholds, save it to ``out``."""
@@ -298,6 +308,9 @@ def train_anomaly(
         raise ValueError("an anomaly model is fitted in one pass and keeps no checkpoint: fit it again")
     c = config
     split = open_dataset(data, format, seed=c.seed, test_fraction=c.test_fraction, good_class=c.good_class)
+    if prepare is not None:  # split first, as evaluate re-creates it; then the check's crop
+        hooks.tell(f"preparing every image as check {prepare.record['check']} does")
+        split = prepare.split(split, progress=hooks.progress)
     options: dict[str, Any] = {"top_fraction": c.top_fraction or None}
     tiles = ""
     if c.tile_size is None:
@@ -369,5 +382,7 @@ def train_anomaly(
     if len(candidates) > 1:
         hooks.tell(f"kept {model.kind} {model.backbone} {model.image_size[1]}x{model.image_size[0]}")
     model.metadata["training_config"] = config.model_dump(mode="json")
+    if prepare is not None:
+        model.metadata["check_from"] = prepare.record
     model.save(out)
     return Trained(model, split)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from lineguard.data.labels import AnnotatedSample, AnnotatedSet, AnnotatedSplit,
 from lineguard.data.seen import content_digests
 from lineguard.train.config import ClassifyConfig, DetectConfig, SegmentConfig, SupervisedConfig
 from lineguard.train.workflow import Trained, TrainingHooks
+
+if TYPE_CHECKING:
+    from lineguard.station.preparation import PreparedCheck
 
 
 def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> tuple[list, list[int]]:
@@ -24,8 +28,22 @@ def classification_samples(samples: tuple[AnnotatedSample, ...], where: str) -> 
     return [s.path for s in samples], [s.label for s in samples]
 
 
-def _split(data: str | Path, format: str, config: SupervisedConfig, task: str = "classify"):
-    return labelled_split(data, format, config.seed, config.val_fraction, config.test_fraction, task=task)
+def _split(
+    data: str | Path,
+    format: str,
+    config: SupervisedConfig,
+    task: str = "classify",
+    prepare: PreparedCheck | None = None,
+    hooks: TrainingHooks | None = None,
+):
+    annotated, split = labelled_split(
+        data, format, config.seed, config.val_fraction, config.test_fraction, task=task
+    )
+    if prepare is not None:  # split first, as evaluate re-creates it; then the check's crop
+        if hooks is not None:
+            hooks.tell(f"preparing every image as check {prepare.record['check']} does")
+        split = prepare.split(split, progress=hooks is not None and hooks.progress)
+    return annotated, split
 
 
 def _fit_options(out: Path, resume: bool, hooks: TrainingHooks) -> dict:
@@ -37,9 +55,18 @@ def _fit_options(out: Path, resume: bool, hooks: TrainingHooks) -> dict:
     }
 
 
-def _save(model, out: Path, annotated: AnnotatedSet, split: AnnotatedSplit, format: str) -> Trained:
+def _save(
+    model,
+    out: Path,
+    annotated: AnnotatedSet,
+    split: AnnotatedSplit,
+    format: str,
+    prepare: PreparedCheck | None = None,
+) -> Trained:
     """Record how the data was split (evaluate re-creates it) and which files were seen, then save."""
     config = model.config
+    if prepare is not None:
+        model.metadata["check_from"] = prepare.record
     model.metadata["split"] = {
         "format": format,
         "seed": config.seed,
@@ -54,11 +81,18 @@ def _save(model, out: Path, annotated: AnnotatedSet, split: AnnotatedSplit, form
 
 
 def train_classifier(
-    data: str | Path, format: str, out: Path, config: ClassifyConfig, *, resume: bool, hooks: TrainingHooks
+    data: str | Path,
+    format: str,
+    out: Path,
+    config: ClassifyConfig,
+    *,
+    resume: bool,
+    hooks: TrainingHooks,
+    prepare: PreparedCheck | None = None,
 ) -> Trained:
     from lineguard.supervised import ImageClassifier
 
-    annotated, split = _split(data, format, config)
+    annotated, split = _split(data, format, config, prepare=prepare, hooks=hooks)
     train_paths, train_labels = classification_samples(split.train, "the training split")
     val_paths, val_labels = classification_samples(split.val, "the validation split")
     model = ImageClassifier(config, annotated.classes)
@@ -69,11 +103,18 @@ def train_classifier(
         val_labels,
         **_fit_options(out, resume, hooks),
     )
-    return _save(model, out, annotated, split, format)
+    return _save(model, out, annotated, split, format, prepare)
 
 
 def train_segmenter(
-    data: str | Path, format: str, out: Path, config: SegmentConfig, *, resume: bool, hooks: TrainingHooks
+    data: str | Path,
+    format: str,
+    out: Path,
+    config: SegmentConfig,
+    *,
+    resume: bool,
+    hooks: TrainingHooks,
+    prepare: PreparedCheck | None = None,
 ) -> Trained:
     """Fit a defect segmenter on pixel masks; no image size in the config: short side 256, the
     training images' aspect kept. ``config.defect_fraction`` < 1 trains on only that seeded share
@@ -83,7 +124,7 @@ def train_segmenter(
     from lineguard.supervised.segmenter import DefectSegmenter
     from lineguard.train.fit import auto_image_size
 
-    annotated, split = _split(data, format, config, task="segment")
+    annotated, split = _split(data, format, config, task="segment", prepare=prepare, hooks=hooks)
     image_size = config.image_size or auto_image_size([SampleRef(s.path, s.label) for s in split.train])
 
     def load(samples):
@@ -103,17 +144,24 @@ def train_segmenter(
         chosen = {str(s.path) for s in rng.permutation(defective)[:keep]}
         train = [s for s in train if s.label == 0 or str(s.path) in chosen]
     model.fit(*load(train), *load(split.val), **_fit_options(out, resume, hooks))
-    return _save(model, out, annotated, split, format)
+    return _save(model, out, annotated, split, format, prepare)
 
 
 def train_detector(
-    data: str | Path, format: str, out: Path, config: DetectConfig, *, resume: bool, hooks: TrainingHooks
+    data: str | Path,
+    format: str,
+    out: Path,
+    config: DetectConfig,
+    *,
+    resume: bool,
+    hooks: TrainingHooks,
+    prepare: PreparedCheck | None = None,
 ) -> Trained:
     """Fit an FCOS defect detector on boxes (VOC, COCO or YOLO labels); images without boxes train
     as good parts."""
     from lineguard.supervised.detector import DefectDetector
 
-    annotated, split = _split(data, format, config, task="detect")
+    annotated, split = _split(data, format, config, task="detect", prepare=prepare, hooks=hooks)
     model = DefectDetector(config, annotated.classes)
 
     def load(samples):
@@ -124,7 +172,7 @@ def train_detector(
         )
 
     model.fit(*load(split.train), *load(split.val), **_fit_options(out, resume, hooks))
-    return _save(model, out, annotated, split, format)
+    return _save(model, out, annotated, split, format, prepare)
 
 
 def epoch_line(task: str, record: dict) -> str:

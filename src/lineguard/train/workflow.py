@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lineguard.tasks import get_task
 from lineguard.train.config import TrainingConfig
+
+if TYPE_CHECKING:
+    from lineguard.station.preparation import PreparedCheck
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,17 @@ def train(
     *,
     resume: bool = False,
     hooks: TrainingHooks = TrainingHooks(),
+    prepare: PreparedCheck | None = None,
 ) -> Trained:
     """Train a ``task`` model on ``data`` (a ``format`` layout) with ``config`` (the task's
     defaults when None) and save it to ``out``. ``resume``: continue from ``out``'s checkpoint
-    (supervised tasks)."""
+    (supervised tasks). ``prepare``: train on the crop a station check prepares (its
+    undistortion, alignment or fixture, ROI), every image, mask and box of the split through it;
+    the model records which check, and `evaluate` prepares its test images the same way."""
     spec = get_task(task)
     config = config if config is not None else spec.config()
     if not isinstance(config, spec.config):
         raise TypeError(f"task {task!r} trains with a {spec.config.__name__}, not {type(config).__name__}")
-    return spec.resolve("trainer")(data, format, Path(out), config, resume=resume, hooks=hooks)
+    return spec.resolve("trainer")(
+        data, format, Path(out), config, resume=resume, hooks=hooks, prepare=prepare
+    )
