@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from anomaly import ROOT, write_section
 from ocr import cpu
-from tool_parts import PLATE_TOOL, Plate, particles, render
+from tool_parts import BLOB_TOOL, PLATE_TOOL, Plate, particles, render
 
 from lineguard.preprocess.align import Aligner
 from lineguard.preprocess.pattern import PatternFixture
@@ -39,14 +39,6 @@ from lineguard.tools.checks import BlobTool, MeasureTool
 from lineguard.tools.config import BlobToolConfig, MeasureToolConfig
 
 VALUES = ("width", "span", "bore_d", "bore_to_left")
-BLOB_TOOL = {
-    "kind": "blob",
-    "threshold": "adaptive",
-    "block": 31,
-    "offset": 25,
-    "min_area": 4,
-    "count": {"max": 3},
-}
 
 
 def truth(plate: Plate) -> dict[str, float]:

@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tool_parts import PLATE_TOOL, Plate, particles, render  # noqa: E402
+from tool_parts import BLOB_TOOL, PLATE_TOOL, Plate, particles, render  # noqa: E402
 
 from lineguard.tools.checks import build_tool  # noqa: E402
 from lineguard.tools.config import (  # noqa: E402
@@ -32,15 +32,6 @@ from lineguard.tools.config import (  # noqa: E402
 )
 from lineguard.tools.synthetic import DotPrint, render_lines  # noqa: E402
 
-BLOB_TOOL = {
-    "kind": "blob",
-    "threshold": "adaptive",
-    "block": 31,
-    "offset": 25,
-    "min_area": 4,
-    "count": {"max": 3},
-    "largest_area": {"max": 60},
-}
 OCR_TOOL = {
     "kind": "ocr",
     "print": "dot_matrix",

@@ -105,3 +105,38 @@ def test_a_trigger_that_cannot_give_a_part_is_refused_with_the_reason(served):
     too_long = client.post("/trigger", params={"part_id": "x" * 129}, headers=auth)
     assert too_long.status_code == 422 and "over the limit of 128" in too_long.json()["detail"]
     assert station.counters["triggers_refused"] == 2
+
+
+def test_control_chart_data_from_the_record(served):
+    client, station, truth = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/charts/surface/values", params={"size": 2}).status_code == 401
+    chart = client.get("/charts/surface/values", params={"size": 2}, headers=auth)
+    assert chart.status_code == 200, chart.text
+    doc = chart.json()
+    assert doc["kind"] == "xbar_s" and len(doc["location"]["points"]) == 5
+    assert all(p["lcl"] < p["center"] < p["ucl"] and p["n"] == 2 for p in doc["location"]["points"])
+    scores = [c.score for p in station.store.parts(station.name, limit=100)[::-1] for c in p.checks]
+    assert doc["location"]["points"][0]["value"] == pytest.approx((scores[0] + scores[1]) / 2)
+    single = client.get("/charts/surface/values", params={"size": 1, "kind": "i_mr"}, headers=auth).json()
+    assert [p["value"] for p in single["location"]["points"]] == pytest.approx(scores)
+    rejects = client.get("/charts/surface/rejects", params={"size": 5}, headers=auth).json()
+    assert rejects["p"] == pytest.approx(sum(truth.values()) / len(truth))
+    assert [p["n"] for p in rejects["chart"]["points"]] == [5, 5]
+    # phase II: the limits of a baseline period (here: every part so far) carried to the same parts
+    frozen = client.get(
+        "/charts/surface/values",
+        params={"size": 2, "baseline_since": "2000-01-01T00:00:00Z"},
+        headers=auth,
+    ).json()
+    assert frozen["location"]["points"][0]["ucl"] == pytest.approx(doc["location"]["points"][0]["ucl"])
+    missing = client.get("/charts/gauge/values", params={"size": 2}, headers=auth)
+    assert missing.status_code == 404 and "no recorded score" in missing.json()["detail"]
+    unsized = client.get("/charts/surface/values", headers=auth)
+    assert unsized.status_code == 422 and "one of them" in unsized.json()["detail"]
+    naive = client.get(
+        "/charts/surface/values", params={"size": 2, "since": "2026-01-01T00:00:00"}, headers=auth
+    )
+    assert naive.status_code == 422 and "time zone" in naive.json()["detail"]
+    wrong = client.get("/charts/surface/values", params={"size": 2, "kind": "i_mr"}, headers=auth)
+    assert wrong.status_code == 422 and "size=1" in wrong.json()["detail"]

@@ -80,3 +80,14 @@ def particles(rng: np.random.Generator, size: tuple[int, int] = (240, 320)) -> n
         surface = np.where(np.hypot(x - cx, y - cy) <= r, surface - 90.0, surface)
     surface.flat[rng.integers(0, w * h, 15)] -= 90.0
     return np.clip(cv2.GaussianBlur(surface, (0, 0), 0.8), 0, 255).astype(np.uint8)
+
+
+BLOB_TOOL = {  # the blob tool of docs/tools.md: particles on a shaded surface, single-pixel specks ignored
+    "kind": "blob",
+    "threshold": "adaptive",
+    "block": 31,
+    "offset": 25,
+    "min_area": 4,
+    "count": {"max": 3},
+    "largest_area": {"max": 60},
+}

@@ -178,6 +178,18 @@ def expected_costs(cal) -> str:
     )
 
 
+# fit and train: the station check whose crop the model is trained on
+CheckFromOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="STATION.yaml:RECIPE/CHECK",
+        help="Train on the crop this station check prepares: its camera_calibration, align_to or "
+        "fixture, and roi applied to every image (and mask, box) first. The model records the "
+        "check; `evaluate` prepares its test images the same way.",
+    ),
+]
+
+
 @app.command()
 def fit(
     data: Annotated[Path, typer.Argument(help="Dataset folder ('elpv' for the installed ELPV sample).")],
@@ -286,15 +298,7 @@ def fit(
         int | None, typer.Option(help="Fit on at most this many good images (seeded sample).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, coreset and projections.")] = 0,
-    check_from: Annotated[
-        str | None,
-        typer.Option(
-            metavar="STATION.yaml:RECIPE/CHECK",
-            help="Train on the crop this station check prepares: its camera_calibration, align_to or "
-            "fixture, and roi applied to every image (and mask, box) first. The model records the "
-            "check; `evaluate` prepares its test images the same way.",
-        ),
-    ] = None,
+    check_from: CheckFromOption = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "cpu",
 ) -> None:
@@ -419,15 +423,7 @@ def train(
             help="segment: add this many synthetic defects (CutPaste, scar, Perlin, copy-paste) to training.",
         ),
     ] = default(SegmentConfig, "synthetic"),
-    check_from: Annotated[
-        str | None,
-        typer.Option(
-            metavar="STATION.yaml:RECIPE/CHECK",
-            help="Train on the crop this station check prepares: its camera_calibration, align_to or "
-            "fixture, and roi applied to every image (and mask, box) first. The model records the "
-            "check; `evaluate` prepares its test images the same way.",
-        ),
-    ] = None,
+    check_from: CheckFromOption = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint after an interruption.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
 ) -> None:

@@ -1,4 +1,5 @@
-"""REST API for MES/ERP (FastAPI): health, status, counters, results, images, recipes, Prometheus metrics.
+"""REST API for MES/ERP (FastAPI): health, status, counters, results, images, control charts, recipes,
+Prometheus metrics.
 
 Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. The
 OpenAPI schema is at ``/openapi.json`` (and interactive docs at ``/docs``).
@@ -17,8 +18,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from lineguard.api.charts import RejectChartOut, ValueChartOut, VariablesKind, reject_chart, value_chart
 from lineguard.errors import TriggerRefused
 from lineguard.station.status import StationStatus
+from lineguard.store import Grouping, NoData
 
 
 class MeasurementOut(BaseModel):
@@ -175,6 +178,66 @@ def create_app(station: Any, token: str) -> FastAPI:
     @app.get("/results/{uid}/heatmap", dependencies=auth, response_class=Response)
     def heatmap(uid: str, check: str | None = None) -> Response:
         return _png(uid, check, "heatmap_sha256")
+
+    def _grouping(check: str, size, seconds, since, until, what: str = "") -> Grouping | None:
+        if what and since is None and until is None:
+            return None  # no baseline period: phase I, limits from the charted parts themselves
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise HTTPException(422, f"{what}{name} needs a time zone (e.g. 2026-11-28T08:00:00Z)")
+        try:
+            return Grouping(station.name, check, size=size, seconds=seconds, since=since, until=until)
+        except ValueError as exc:
+            raise HTTPException(422, f"{what}{exc}") from None
+
+    def _charted(draw):
+        try:
+            return draw()
+        except NoData as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ImportError as exc:
+            raise HTTPException(501, f"charts need scipy (pip install 'lineguard[eval]'): {exc}") from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    Size = Annotated[int | None, Query(ge=1, le=10_000, description="subgroups of this many parts")]
+    Seconds = Annotated[int | None, Query(ge=1, description="or subgroups of this many seconds")]
+
+    def chart_period(
+        check: str,
+        size: Size = None,
+        seconds: Seconds = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        baseline_since: datetime | None = None,
+        baseline_until: datetime | None = None,
+    ) -> tuple[Grouping, Grouping | None]:
+        """Which parts are charted, how grouped, and the baseline period the limits come from."""
+        grouping = _grouping(check, size, seconds, since, until)
+        assert grouping is not None
+        return grouping, _grouping(check, size, seconds, baseline_since, baseline_until, "baseline_")
+
+    Period = Annotated[tuple[Grouping, Grouping | None], Depends(chart_period)]
+
+    @app.get("/charts/{check}/values", response_model=ValueChartOut, dependencies=auth)
+    def values_chart(
+        period: Period,
+        value: Annotated[str, Query(max_length=128, description="score, or a measurement's name")] = "score",
+        kind: VariablesKind = "xbar_s",
+    ) -> ValueChartOut:
+        """X̄-S, X̄-R or I-MR chart of a check's score or measurement, with the Nelson rules that
+        fired; with a baseline period, its limits (phase II)."""
+        grouping, baseline = period
+        return _charted(lambda: value_chart(station.store, grouping, value, kind, baseline))
+
+    @app.get("/charts/{check}/rejects", response_model=RejectChartOut, dependencies=auth)
+    def rejects_chart(
+        period: Period,
+        rejected: Annotated[list[Literal["REVIEW", "NG"]], Query()] = ["NG"],  # noqa: B006 (FastAPI copies it)
+    ) -> RejectChartOut:
+        """p chart of the share of parts the check rejected (NG, or REVIEW and NG)."""
+        grouping, baseline = period
+        return _charted(lambda: reject_chart(station.store, grouping, tuple(rejected), baseline))
 
     @app.get("/recipes", response_model=Recipes, dependencies=auth)
     def recipes() -> Recipes:

@@ -37,6 +37,13 @@ from sqlalchemy.pool import NullPool
 from lineguard.results import Measurement
 from lineguard.store.journal import Journal, Quarantine
 from lineguard.store.records import CheckRecord, PartRecord
+from lineguard.store.statistics import (
+    Grouping,
+    RejectSubgroups,
+    ValueSubgroups,
+    reject_subgroups,
+    value_subgroups,
+)
 
 
 class Base(DeclarativeBase):
@@ -121,6 +128,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+_TABLES = (PartRow.__table__, CheckRow.__table__, MeasurementRow.__table__)
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -331,6 +341,16 @@ class RecordStore:
                 {"station": e.station, "at": _aware(e.at).isoformat(), "kind": e.kind, "detail": e.detail}
                 for e in session.scalars(query)
             ]
+
+    def value_subgroups(self, grouping: Grouping, value: str = "score") -> ValueSubgroups:
+        """A check's score or measurement ``value``, aggregated per subgroup by the database."""
+        self._ensure_schema()
+        return value_subgroups(self.engine, _TABLES, grouping, value)
+
+    def reject_subgroups(self, grouping: Grouping, rejected: tuple[str, ...] = ("NG",)) -> RejectSubgroups:
+        """Parts a check judged, and rejected, per subgroup (a p chart's counts)."""
+        self._ensure_schema()
+        return reject_subgroups(self.engine, _TABLES, grouping, rejected)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -6,8 +6,7 @@ validates and shows in its help — loads without PyTorch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lineguard.lazy import lazy_exports
 
 _EXPORTS = {
     "Candidate": "lineguard.train.fit",
@@ -25,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lineguard.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
