@@ -99,3 +99,36 @@ def test_a_new_kind_is_one_registry_entry(gauge_task, station_bundle, parts, tmp
     (bundle / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(ModelFileError, match=r"gauge.unit: Field required"):
         load_bundle(bundle)
+
+
+def test_every_tool_kind_resolves_and_a_new_one_is_its_file_plus_one_entry(tmp_path, monkeypatch) -> None:
+    """The docs' smallest tool (docs/tasks.md), written to a package of its own, runs through
+    build_tool once its one TOOLS line is there."""
+    import re
+    import sys
+    from pathlib import Path
+
+    import cv2
+
+    from lineguard.tools import config
+    from lineguard.tools.checks import build_tool
+
+    for kind, entry in config.TOOLS.items():
+        assert config.resolve(entry.settings).model_fields["kind"].annotation == Literal[kind]
+        assert callable(config.resolve(entry.tool).build)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text()
+    section = page.split("## Adding a tool (check) kind", 1)[1]
+    module, entry = re.findall(r"```python\n(.*?)```", section, re.S)
+    (tmp_path / "mypackage").mkdir()
+    (tmp_path / "mypackage" / "__init__.py").write_text("")
+    (tmp_path / "mypackage" / "edges.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mypackage", raising=False)
+    line = eval("{" + entry.strip().rstrip(",") + "}", {"ToolKind": config.ToolKind})  # the docs' one line
+    monkeypatch.setitem(config.TOOLS, "edges", line["edges"])
+    settings = config.resolve(line["edges"].settings)(kind="edges", start=(5, 20), end=(95, 20), expect=2)
+    tool = build_tool(settings, None)
+    image = np.full((40, 100), 60, np.uint8)
+    cv2.rectangle(image, (30, 0), (70, 39), 200, -1)  # two edges across the line
+    assert tool.run(image).decision.value == "OK"
+    assert tool.run(np.full((40, 100), 60, np.uint8)).decision.value == "NG"

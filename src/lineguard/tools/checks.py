@@ -27,7 +27,7 @@ from lineguard.tools import measure as gauge
 from lineguard.tools.blob import Blobs, find_blobs, threshold
 from lineguard.tools.config import (
     PART_ID,
-    AnyToolConfig,
+    TOOLS,
     BlobToolConfig,
     Caliper,
     CircleFeature,
@@ -42,8 +42,10 @@ from lineguard.tools.config import (
     PairFeature,
     PresenceToolConfig,
     RegionRules,
+    ToolSettings,
     date_pattern,
     expected_pattern,
+    resolve,
 )
 from lineguard.tools.ocr import CharReading, OcrUnavailable, TextReader, TextReading
 
@@ -166,6 +168,10 @@ class _Found:
 
 class MeasureTool:
     kind = "measure"
+
+    @classmethod
+    def build(cls, config: MeasureToolConfig, mm_per_px: float | None, threads: int = 1) -> MeasureTool:
+        return cls(config, mm_per_px)
 
     def __init__(self, config: MeasureToolConfig, mm_per_px: float | None = None) -> None:
         import scipy.ndimage
@@ -373,6 +379,10 @@ def _outline(overlay: np.ndarray, blobs: Blobs, colour: tuple[int, int, int]) ->
 class BlobTool:
     kind = "blob"
 
+    @classmethod
+    def build(cls, config: BlobToolConfig, mm_per_px: float | None, threads: int = 1) -> BlobTool:
+        return cls(config, mm_per_px)
+
     def __init__(self, config: BlobToolConfig, mm_per_px: float | None = None) -> None:
         self.config = config
         self.sizer = RegionSizer(config, mm_per_px)
@@ -458,6 +468,10 @@ def months_between(start: date, end: date) -> int:
 
 class OcrTool:
     kind = "ocr"
+
+    @classmethod
+    def build(cls, config: OcrToolConfig, mm_per_px: float | None, threads: int = 1) -> OcrTool:
+        return cls(config, threads)
 
     def __init__(
         self, config: OcrToolConfig, threads: int = 1, today: Callable[[], date] = date.today
@@ -609,6 +623,10 @@ def symbol_contrast(grey: np.ndarray, corners: np.ndarray) -> float:
 class CodeTool:
     kind = "code"
 
+    @classmethod
+    def build(cls, config: CodeToolConfig, mm_per_px: float | None, threads: int = 1) -> CodeTool:
+        return cls(config)
+
     def __init__(self, config: CodeToolConfig) -> None:
         try:
             import zxingcpp
@@ -690,6 +708,10 @@ def mean_lab(image: np.ndarray) -> np.ndarray:
 class ColorTool:
     kind = "color"
 
+    @classmethod
+    def build(cls, config: ColorToolConfig, mm_per_px: float | None, threads: int = 1) -> ColorTool:
+        return cls(config)
+
     def __init__(self, config: ColorToolConfig) -> None:
         try:
             from colour import XYZ_to_Lab, sRGB_to_XYZ  # noqa: F401  (mean_lab's, checked at start-up)
@@ -723,6 +745,17 @@ class ColorTool:
 
 class PresenceTool:
     kind = "presence"
+
+    @classmethod
+    def build(cls, config: PresenceToolConfig, mm_per_px: float | None, threads: int = 1) -> PresenceTool:
+        from lineguard.data.image_io import read_image  # the one file a tool reads, at start-up
+        from lineguard.errors import LineGuardError
+
+        try:
+            template = read_image(config.template)
+        except LineGuardError as exc:
+            raise ValueError(f"template: {exc}") from None
+        return cls(config, template)
 
     def __init__(self, config: PresenceToolConfig, template: np.ndarray) -> None:
         self.config = config
@@ -764,23 +797,7 @@ class PresenceTool:
         return ToolResult(decision, score, tuple(measurements), reason, overlay, timings)
 
 
-def build_tool(config: AnyToolConfig, mm_per_px: float | None, threads: int = 1) -> Tool:
-    """The runnable tool; raises ValueError when it cannot run with this configuration."""
-    if isinstance(config, PresenceToolConfig):
-        from lineguard.data.image_io import read_image  # the one file a tool reads, at start-up
-        from lineguard.errors import LineGuardError
-
-        try:
-            template = read_image(config.template)
-        except LineGuardError as exc:
-            raise ValueError(f"template: {exc}") from None
-        return PresenceTool(config, template)
-    if isinstance(config, MeasureToolConfig):
-        return MeasureTool(config, mm_per_px)
-    if isinstance(config, BlobToolConfig):
-        return BlobTool(config, mm_per_px)
-    if isinstance(config, CodeToolConfig):
-        return CodeTool(config)
-    if isinstance(config, ColorToolConfig):
-        return ColorTool(config)
-    return OcrTool(config, threads)
+def build_tool(config: ToolSettings, mm_per_px: float | None, threads: int = 1) -> Tool:
+    """The runnable tool its registry entry names; raises ValueError when it cannot run with this
+    configuration."""
+    return resolve(TOOLS[config.kind].tool).build(config, mm_per_px, threads)

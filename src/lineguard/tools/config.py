@@ -4,10 +4,13 @@ undistortion, alignment and ROI crop (x right, y down)."""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import operator
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +24,17 @@ NAME = r"^[A-Za-z0-9_.\-]+$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ToolSettings(_Strict):
+    """What every tool's settings have: ``kind``, the literal its registry entry is found by."""
+
+    kind: str
+
+    @property
+    def needs_mm(self) -> bool:
+        """Whether its values are in mm (the check must give a scale)."""
+        return False
 
 
 def _check_limits(self: Limits) -> None:
@@ -181,7 +195,7 @@ class MeasurementSpec(Toleranced):
         return self
 
 
-class MeasureToolConfig(_Strict):
+class MeasureToolConfig(ToolSettings):
     kind: Literal["measure"]
     mm_per_px: float | None = Field(None, gt=0, description="scale; default: the check's camera_calibration")
     features: dict[str, Feature] = Field(min_length=1)
@@ -290,7 +304,7 @@ class RegionRules(_Strict):
         return self.unit == "mm"
 
 
-class BlobToolConfig(RegionRules):
+class BlobToolConfig(RegionRules, ToolSettings):
     """Particles, bubbles, spots: thresholded regions darker (or lighter) than the surface, counted
     and sized."""
 
@@ -384,7 +398,7 @@ class ExpiryRule(_Strict):
         return fmt
 
 
-class OcrToolConfig(_Strict):
+class OcrToolConfig(ToolSettings):
     """Read the printed text and verify it: ``expect`` must match the whole text (its lines joined
     by one space), where ``{part_id}`` stands for the part's ID; ``expiry`` checks a printed date.
     A reading below ``min_confidence`` (mean per character) is REVIEW, never OK."""
@@ -416,10 +430,6 @@ class OcrToolConfig(_Strict):
             raise ValueError("give expect (a regex) and/or expiry: a reading alone decides nothing")
         return self
 
-    @property
-    def needs_mm(self) -> bool:
-        return False
-
 
 # -- code -------------------------------------------------------------------------------------
 
@@ -429,7 +439,7 @@ CodeFormat = Literal[
 ]  # fmt: skip
 
 
-class CodeToolConfig(_Strict):
+class CodeToolConfig(ToolSettings):
     """Read Data Matrix, QR and 1-D codes (zxing-cpp) and verify them: exactly ``count`` codes of
     ``formats``, each one's text matching ``expect`` (``{part_id}``: the part's ID, literally).
     ``min_contrast``: the least symbol contrast, % (ISO/IEC 15415's SC parameter: the spread
@@ -446,15 +456,11 @@ class CodeToolConfig(_Strict):
     def _compiles(cls, expect: str | None) -> str | None:
         return _compiled(expect)
 
-    @property
-    def needs_mm(self) -> bool:
-        return False
-
 
 # -- color ------------------------------------------------------------------------------------
 
 
-class ColorToolConfig(_Strict):
+class ColorToolConfig(ToolSettings):
     """The mean colour of the check's image (its ROI) in CIELAB (D65; the camera's RGB taken as
     sRGB) against ``reference`` (L*, a*, b*), as the CIEDE2000 colour difference ΔE00, judged by
     ``delta_e`` (e.g. ``{max: 2.0}``). The mean L*, a*, b* are recorded too: run the tool on a
@@ -478,15 +484,11 @@ class ColorToolConfig(_Strict):
             raise ValueError("give a positive upper limit (max, or nominal ± tol): ΔE is a distance")
         return limits
 
-    @property
-    def needs_mm(self) -> bool:
-        return False
-
 
 # -- presence ---------------------------------------------------------------------------------
 
 
-class PresenceToolConfig(_Strict):
+class PresenceToolConfig(ToolSettings):
     """Find a taught pattern (``template``: an image cut from a good part) by normalised
     cross-correlation over ± ``angle_range`` degrees: present when its score reaches
     ``min_score``. Its centre ``x``, ``y`` (px of the check's image) and ``angle`` (degrees,
@@ -500,13 +502,46 @@ class PresenceToolConfig(_Strict):
     y: Limits | None = None
     angle: Limits | None = None
 
-    @property
-    def needs_mm(self) -> bool:
-        return False
+
+class ToolKind(NamedTuple):
+    """A tool kind, by import strings: its typed settings (a ``ToolSettings`` whose ``kind`` literal
+    is its key) and the class that runs it (``Class.build(settings, mm_per_px, threads)``)."""
+
+    settings: str
+    tool: str
 
 
-AnyToolConfig = (
-    MeasureToolConfig | BlobToolConfig | OcrToolConfig | CodeToolConfig | ColorToolConfig | PresenceToolConfig
-)
-TOOL_KINDS = tuple(get_args(m.model_fields["kind"].annotation)[0] for m in get_args(AnyToolConfig))
-ToolConfig = Annotated[AnyToolConfig, Field(discriminator="kind")]
+# Every tool kind, one line each: a new kind is its own file (settings + tool class) and a line here.
+TOOLS: dict[str, ToolKind] = {
+    "measure": ToolKind("lineguard.tools.config:MeasureToolConfig", "lineguard.tools.checks:MeasureTool"),
+    "blob": ToolKind("lineguard.tools.config:BlobToolConfig", "lineguard.tools.checks:BlobTool"),
+    "ocr": ToolKind("lineguard.tools.config:OcrToolConfig", "lineguard.tools.checks:OcrTool"),
+    "code": ToolKind("lineguard.tools.config:CodeToolConfig", "lineguard.tools.checks:CodeTool"),
+    "color": ToolKind("lineguard.tools.config:ColorToolConfig", "lineguard.tools.checks:ColorTool"),
+    "presence": ToolKind("lineguard.tools.config:PresenceToolConfig", "lineguard.tools.checks:PresenceTool"),
+}
+TOOL_KINDS = tuple(TOOLS)
+
+
+def resolve(name: str) -> Any:
+    """The class an import string ``module:Class`` names."""
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _settings() -> tuple[type[ToolSettings], ...]:
+    classes = []
+    for kind, entry in TOOLS.items():
+        settings = resolve(entry.settings)
+        if get_args(settings.model_fields["kind"].annotation) != (kind,):
+            raise TypeError(
+                f"TOOLS[{kind!r}]: {entry.settings} has kind {settings.model_fields['kind'].annotation}"
+            )
+        classes.append(settings)
+    return tuple(classes)
+
+
+if TYPE_CHECKING:
+    ToolConfig = ToolSettings  # statically, any tool's settings; isinstance narrows to one
+else:  # pydantic validates a check's `tool:` against the entry its `kind` names
+    ToolConfig = Annotated[functools.reduce(operator.or_, _settings()), Field(discriminator="kind")]
