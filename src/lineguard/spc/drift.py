@@ -1,0 +1,133 @@
+"""Is the model still seeing the world it was trained on? Image statistics of the parts (brightness,
+contrast, focus, saturation) and their scores, compared in rolling windows against a reference
+(a bundle's calibration images): the population stability index and a two-sample Kolmogorov-Smirnov
+test, with alarms that rise and clear with hysteresis. Pure: numpy, OpenCV, scipy; no I/O."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import cv2
+import numpy as np
+from scipy import stats
+
+PSI_BINS = 10  # reference deciles
+PSI_FLOOR = 1e-4  # an empty bin's share: PSI stays finite
+SATURATED = 250  # grey level at or above which a pixel counts as saturated (and at or below 255 - it)
+STATISTICS = ("brightness", "contrast", "focus", "saturated")
+
+
+def image_statistics(image: np.ndarray) -> dict[str, float]:
+    """One part's image statistics, cheap enough for every part (run them on the downscaled
+    network input): mean grey level, its standard deviation, the variance of the Laplacian (focus)
+    and the share of pixels at either end of the range."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    saturated = (grey >= SATURATED) | (grey <= 255 - SATURATED)
+    return {
+        "brightness": float(grey.mean()),
+        "contrast": float(grey.std()),
+        "focus": float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+        "saturated": float(saturated.mean()),
+    }
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``current`` against ``reference``, over the reference's
+    quantile bins: Σ (c − r) · ln(c / r). Under 0.1: no shift; 0.1-0.25: moderate; above: large."""
+    reference, current = _finite(reference, "reference"), _finite(current, "current")
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    r = (
+        np.bincount(np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1)
+        / reference.size
+    )
+    c = np.bincount(np.searchsorted(edges, current, side="right"), minlength=edges.size + 1) / current.size
+    r, c = np.maximum(r, PSI_FLOOR), np.maximum(c, PSI_FLOOR)
+    return float(((c - r) * np.log(c / r)).sum())
+
+
+def ks_p_value(reference: np.ndarray, current: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value: small when the two samples differ in distribution."""
+    return float(stats.ks_2samp(_finite(reference, "reference"), _finite(current, "current")).pvalue)
+
+
+def _finite(values, what: str) -> np.ndarray:
+    x = np.asarray(values, float).ravel()
+    if x.size < 2 or not np.isfinite(x).all():
+        raise ValueError(f"{what}: at least 2 finite values needed, got {x.size}")
+    return x
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """A statistic's alarm rose or cleared: by how much it moved, and since when."""
+
+    statistic: str
+    state: Literal["raised", "cleared"]
+    at: datetime
+    since: datetime  # raised: the first part of the window that moved; cleared: when it was raised
+    psi: float
+    p_value: float
+    reference_median: float
+    current_median: float
+
+
+class DriftMonitor:
+    """Rolling windows of each statistic against its reference. An alarm rises when a full window's
+    PSI reaches ``raise_psi`` and the KS test rejects (p < ``raise_p``), and clears only when the
+    PSI falls below ``clear_psi`` (hysteresis: one noisy window does not toggle it). Windows are
+    compared every ``every`` parts."""
+
+    def __init__(
+        self,
+        reference: Mapping[str, Sequence[float] | np.ndarray],
+        window: int = 200,
+        every: int = 20,
+        raise_psi: float = 0.25,
+        clear_psi: float = 0.1,
+        raise_p: float = 1e-3,
+    ) -> None:
+        if window < 20 or every < 1:
+            raise ValueError("a drift window needs at least 20 parts and a step of at least 1")
+        if not 0 < clear_psi < raise_psi:
+            raise ValueError(f"clear_psi {clear_psi} must lie between 0 and raise_psi {raise_psi}")
+        self.reference = {name: _finite(values, f"reference {name}") for name, values in reference.items()}
+        self.window, self.every = window, every
+        self.raise_psi, self.clear_psi, self.raise_p = raise_psi, clear_psi, raise_p
+        self._values: dict[str, deque[float]] = {name: deque(maxlen=window) for name in self.reference}
+        self._times: deque[datetime] = deque(maxlen=window)
+        self._seen = 0
+        self.raised: dict[str, DriftEvent] = {}  # the alarms standing now
+
+    def update(self, values: Mapping[str, float], at: datetime) -> list[DriftEvent]:
+        """One part's statistics (those of the reference; others are ignored); the alarms this part
+        raised or cleared."""
+        for name, window in self._values.items():
+            value = values.get(name)
+            window.append(float(value) if value is not None and np.isfinite(value) else np.nan)
+        self._times.append(at)
+        self._seen += 1
+        if len(self._times) < self.window or self._seen % self.every:
+            return []
+        events = []
+        for name, window in self._values.items():
+            current = np.asarray(window, float)
+            current = current[np.isfinite(current)]
+            if current.size < self.window // 2:
+                continue  # too few measured values in this window to judge
+            reference = self.reference[name]
+            index, p = psi(reference, current), ks_p_value(reference, current)
+            medians = float(np.median(reference)), float(np.median(current))
+            standing = self.raised.get(name)
+            if standing is None and index >= self.raise_psi and p < self.raise_p:
+                event = DriftEvent(name, "raised", at, self._times[0], index, p, *medians)
+                self.raised[name] = event
+                events.append(event)
+            elif standing is not None and index < self.clear_psi:
+                del self.raised[name]
+                events.append(DriftEvent(name, "cleared", at, standing.at, index, p, *medians))
+        return events
