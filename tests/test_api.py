@@ -138,5 +138,13 @@ def test_control_chart_data_from_the_record(served):
         "/charts/surface/values", params={"size": 2, "since": "2026-01-01T00:00:00"}, headers=auth
     )
     assert naive.status_code == 422 and "time zone" in naive.json()["detail"]
+    import lineguard.api.charts as charts
+
+    charts.MAX_POINTS, limit = 3, charts.MAX_POINTS  # a response is bounded: 5 points over a limit of 3
+    try:
+        bounded = client.get("/charts/surface/values", params={"size": 2}, headers=auth)
+    finally:
+        charts.MAX_POINTS = limit
+    assert bounded.status_code == 422 and "over 3 points" in bounded.json()["detail"]
     wrong = client.get("/charts/surface/values", params={"size": 2, "kind": "i_mr"}, headers=auth)
     assert wrong.status_code == 422 and "size=1" in wrong.json()["detail"]

@@ -13,6 +13,15 @@ from pydantic import BaseModel
 from lineguard.store import Grouping, RecordStore
 
 VariablesKind = Literal["xbar_s", "xbar_r", "i_mr"]
+MAX_POINTS = 20_000  # a response a browser can draw; more is a range or a subgroup size to change
+
+
+def _bounded(points: int) -> None:
+    if points > MAX_POINTS:
+        raise ValueError(
+            f"{points} subgroups: over {MAX_POINTS} points to draw; "
+            "choose larger subgroups or a shorter range"
+        )
 
 
 class PointOut(BaseModel):
@@ -91,6 +100,7 @@ def value_chart(
     if kind == "i_mr" and grouping.size != 1:
         raise ValueError("an I-MR chart plots single parts: size=1")
     found = store.value_subgroups(grouping, value)
+    _bounded(len(found.stats))
     frozen = None
     if baseline is not None:
         before = store.value_subgroups(baseline, value)
@@ -114,6 +124,7 @@ def reject_chart(
     from lineguard import spc
 
     counts = store.reject_subgroups(grouping, rejected)
+    _bounded(len(counts.inspected))
     frozen = None
     if baseline is not None:
         before = store.reject_subgroups(baseline, rejected)
