@@ -539,13 +539,14 @@ def _say_escapes(metrics: dict) -> None:
 
 def _image_files(inputs: list[Path], recursive: bool = True) -> list[Path]:
     """The files named, and the images in the folders named (sorted), in the order given."""
-    from lineguard.data.image_io import IMAGE_SUFFIXES
+    from lineguard.data.image_io import IMAGE_SUFFIXES, list_images
 
     files: list[Path] = []
     for item in inputs:
-        if item.is_dir():
-            found = item.rglob("*") if recursive else item.iterdir()
-            files += sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+        if item.is_dir() and recursive:
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_dir():
+            files += list_images(item)
         else:
             files.append(item)
     return files

@@ -96,16 +96,18 @@ def value_chart(
     """A variables chart of a check's score or measurement; ``i_mr`` charts each part (size 1)."""
     from lineguard import spc
 
-    draw = {"xbar_s": spc.xbar_s, "xbar_r": spc.xbar_r, "i_mr": None}[kind]
     if kind == "i_mr" and grouping.size != 1:
         raise ValueError("an I-MR chart plots single parts: size=1")
+
+    def draw(stats, frozen=None):  # one subgroup per part: an I-MR chart plots the values themselves
+        if kind == "i_mr":
+            return spc.i_mr(stats.mean, frozen=frozen)
+        return (spc.xbar_s if kind == "xbar_s" else spc.xbar_r)(stats, frozen=frozen)
+
     found = store.value_subgroups(grouping, value)
     _bounded(len(found.stats))
-    frozen = None
-    if baseline is not None:
-        before = store.value_subgroups(baseline, value)
-        frozen = spc.i_mr(before.stats.mean) if draw is None else draw(before.stats)
-    chart = spc.i_mr(found.stats.mean, frozen=frozen) if draw is None else draw(found.stats, frozen=frozen)
+    frozen = draw(store.value_subgroups(baseline, value).stats) if baseline is not None else None
+    chart = draw(found.stats, frozen)
     return ValueChartOut(
         check=grouping.check,
         value=value,

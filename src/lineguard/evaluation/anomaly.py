@@ -16,7 +16,7 @@ import numpy as np
 from lineguard.data import DataSplit, SampleRef
 from lineguard.data.seen import SeenImages
 from lineguard.decision import Calibration, Decision, f1_optimal_threshold, sensitivity_threshold
-from lineguard.evaluation.result import Evaluation, EvaluationRequest, fmt
+from lineguard.evaluation.result import Evaluation, EvaluationRequest, as_prepared, fmt
 from lineguard.metrics import aupro, binary_rates, image_auroc, pixel_auroc, resize_mask
 from lineguard.results import AnomalyPrediction
 
@@ -91,18 +91,6 @@ def split_as_fitted(
         good_class=split_info.get("good_class"),
     )
     return as_prepared(split, metadata)  # every part: `export --int8` calibrates on its good images
-
-
-def as_prepared(split: Any, metadata: dict[str, Any], only: tuple[str, ...] | None = None) -> Any:
-    """A model trained on a station check's crop (`--check-from`) is judged on that crop too
-    (``only``: these parts of the split)."""
-    if not metadata.get("check_from"):
-        return split
-    from lineguard.station.preparation import PreparedCheck
-
-    prepared = PreparedCheck.of(metadata)
-    assert prepared is not None
-    return prepared.split(split, progress=True, only=only)
 
 
 def unseen_test_samples(split: DataSplit, metadata: dict[str, Any]) -> list[SampleRef]:

@@ -20,7 +20,6 @@ class EvaluationRequest:
         """(the labelled set, its test split as training split it, the images the fit saw)."""
         from lineguard.data.labels import labelled_split_as_fitted
         from lineguard.data.seen import SeenImages
-        from lineguard.evaluation.anomaly import as_prepared
 
         annotated, split = labelled_split_as_fitted(
             estimator.metadata, self.data, self.format, task, self.seed, self.test_fraction
@@ -30,6 +29,17 @@ class EvaluationRequest:
             as_prepared(split, estimator.metadata, ("test",)).test,
             SeenImages.of(estimator.metadata),
         )
+
+
+def as_prepared(split: Any, metadata: dict[str, Any], only: tuple[str, ...] | None = None) -> Any:
+    """A model trained on a station check's crop (`--check-from`) is judged on that crop too
+    (``only``: these parts of the split)."""
+    record = metadata.get("check_from")
+    if not record:
+        return split
+    from lineguard.station.preparation import PreparedCheck
+
+    return PreparedCheck.from_record(record).split(split, progress=True, only=only)
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,6 @@ class PatternFixture:
         height, width = reference.shape[:2]
         if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
             raise ValueError(f"pattern {list(box)} is not inside the {width}x{height} reference image")
-        self.reference_shape = (height, width)
         self.matcher = TemplateMatcher(reference[y : y + h, x : x + w], angle_range)
         self.at = (x + (w - 1) / 2.0, y + (h - 1) / 2.0)
         self.min_score = min_score

@@ -49,10 +49,6 @@ class CheckPreparation:
         self.fixture = fixture
         self.roi = roi
 
-    @property
-    def moves(self) -> bool:
-        return self.calibration is not None or self.aligner is not None or self.fixture is not None
-
     def place(self, image: np.ndarray) -> tuple[np.ndarray, Placement]:
         """The prepared image and how it was placed. Raises AlignmentError / ValueError when the
         frame cannot be prepared (wrong size, nothing to align on, pattern not found)."""

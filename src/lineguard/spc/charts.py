@@ -9,12 +9,12 @@ limits per point. Formulas: Montgomery, *Introduction to Statistical Quality Con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from lineguard.spc import constants as k
-from lineguard.spc.rules import Violation, nelson
+from lineguard.spc.rules import NELSON, Violation, nelson
 from lineguard.spc.subgroups import Subgroups
 
 
@@ -48,7 +48,6 @@ class VariablesChart:
     spread: Chart
     mean: float
     sigma: float
-    rules: tuple[int, ...] = field(default=(1, 2, 3, 4, 5, 6, 7, 8))
 
 
 def _full(value, like: np.ndarray) -> np.ndarray:
@@ -69,6 +68,18 @@ def _chart(name: str, values, center, lcl, ucl, sigma, rules: Sequence[int]) -> 
     )
 
 
+def _spread(name: str, values, center: np.ndarray | float, sigma, rules: Sequence[int]) -> Chart:
+    """A spread chart (R, S, MR): limits 3 of the statistic's own sigmas about its centre, none
+    below 0."""
+    return _chart(name, values, center, np.maximum(0, center - 3 * sigma), center + 3 * sigma, sigma, rules)
+
+
+def _location(name: str, means, n, mean: float, sigma: float, rules: Sequence[int]) -> Chart:
+    """A location chart (X̄, individuals): the mean ± 3 standard errors of a subgroup of ``n``."""
+    se = sigma / np.sqrt(n)
+    return _chart(name, means, mean, mean - 3 * se, mean + 3 * se, se, rules)
+
+
 def _need(stats: Subgroups, least: int, what: str) -> None:
     if (stats.n < least).any():
         raise ValueError(
@@ -77,7 +88,7 @@ def _need(stats: Subgroups, least: int, what: str) -> None:
 
 
 def xbar_r(
-    stats: Subgroups, frozen: VariablesChart | None = None, rules: Sequence[int] = (1, 2, 3, 4, 5, 6, 7, 8)
+    stats: Subgroups, frozen: VariablesChart | None = None, rules: Sequence[int] = tuple(NELSON)
 ) -> VariablesChart:
     """X̄ and R charts; sigma = mean of R / d2(n) over the subgroups (R̄ / d2 at one size)."""
     _need(stats, 2, "an X̄-R chart")
@@ -86,23 +97,13 @@ def xbar_r(
     d3 = np.array([k.d3(n) for n in sizes])
     mean = frozen.mean if frozen else float(np.average(stats.mean, weights=stats.n))
     sigma = frozen.sigma if frozen else float(np.mean(stats.range / d2))
-    se = sigma / np.sqrt(stats.n)
-    location = _chart("xbar", stats.mean, mean, mean - 3 * se, mean + 3 * se, se, rules)
-    r_center = d2 * sigma
-    spread = _chart(
-        "range",
-        stats.range,
-        r_center,
-        np.maximum(0, r_center - 3 * d3 * sigma),
-        r_center + 3 * d3 * sigma,
-        d3 * sigma,
-        rules,
-    )
-    return VariablesChart(location, spread, mean, sigma, tuple(rules))
+    location = _location("xbar", stats.mean, stats.n, mean, sigma, rules)
+    spread = _spread("range", stats.range, d2 * sigma, d3 * sigma, rules)
+    return VariablesChart(location, spread, mean, sigma)
 
 
 def xbar_s(
-    stats: Subgroups, frozen: VariablesChart | None = None, rules: Sequence[int] = (1, 2, 3, 4, 5, 6, 7, 8)
+    stats: Subgroups, frozen: VariablesChart | None = None, rules: Sequence[int] = tuple(NELSON)
 ) -> VariablesChart:
     """X̄ and S charts; sigma = s̄ / c4(n) at one subgroup size, the pooled standard deviation over
     c4 of its degrees of freedom when sizes vary."""
@@ -117,35 +118,22 @@ def xbar_s(
     else:
         dof = float((stats.n - 1).sum())
         sigma = float(np.sqrt(((stats.n - 1) * stats.std**2).sum() / dof) / k.c4(int(dof) + 1))
-    se = sigma / np.sqrt(stats.n)
-    location = _chart("xbar", stats.mean, mean, mean - 3 * se, mean + 3 * se, se, rules)
-    s_center, s_sigma = c4 * sigma, sigma * np.sqrt(1 - c4**2)
-    spread = _chart(
-        "std",
-        stats.std,
-        s_center,
-        np.maximum(0, s_center - 3 * s_sigma),
-        s_center + 3 * s_sigma,
-        s_sigma,
-        rules,
-    )
-    return VariablesChart(location, spread, mean, sigma, tuple(rules))
+    location = _location("xbar", stats.mean, stats.n, mean, sigma, rules)
+    spread = _spread("std", stats.std, c4 * sigma, sigma * np.sqrt(1 - c4**2), rules)
+    return VariablesChart(location, spread, mean, sigma)
 
 
 def i_mr(
-    values, frozen: VariablesChart | None = None, rules: Sequence[int] = (1, 2, 3, 4, 5, 6, 7, 8)
+    values, frozen: VariablesChart | None = None, rules: Sequence[int] = tuple(NELSON)
 ) -> VariablesChart:
     """Individuals and moving-range charts for one value per part; sigma = MR̄ / d2(2)."""
     x = _finite(values, 2, "an I-MR chart")
     mr = np.abs(np.diff(x, prepend=np.nan))
     mean = frozen.mean if frozen else float(x.mean())
     sigma = frozen.sigma if frozen else float(np.nanmean(mr) / k.d2(2))
-    location = _chart("individuals", x, mean, mean - 3 * sigma, mean + 3 * sigma, sigma, rules)
-    mr_center = k.d2(2) * sigma
-    spread = _chart(
-        "moving_range", mr, mr_center, 0.0, mr_center + 3 * k.d3(2) * sigma, k.d3(2) * sigma, rules
-    )
-    return VariablesChart(location, spread, mean, sigma, tuple(rules))
+    location = _location("individuals", x, 1, mean, sigma, rules)
+    spread = _spread("moving_range", mr, k.d2(2) * sigma, k.d3(2) * sigma, rules)
+    return VariablesChart(location, spread, mean, sigma)
 
 
 def _finite(values, least: int, what: str) -> np.ndarray:

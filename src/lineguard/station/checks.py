@@ -53,11 +53,11 @@ class CheckRunner:
         self.config = config
         self.name = config.name
         self.preparation = check_preparation(config)
-        self.calibration = self.preparation.calibration
+        calibration = self.preparation.calibration
+        mm_per_px = calibration.mm_per_px if calibration is not None else None  # tools' and defects' mm
         self.inspector: BundleRuntime | None = None
         self.tool: Tool | None = None
         if config.tool is not None:
-            mm_per_px = self.calibration.mm_per_px if self.calibration is not None else None
             try:
                 self.tool = build_tool(config.tool, mm_per_px, threads or 1)
             except ValueError as exc:
@@ -97,7 +97,6 @@ class CheckRunner:
         # A segmenter's defects are counted and sized on every part; with rules they decide it.
         self.defects: DefectSizer | None = None
         if runtime.task == "segment":
-            mm_per_px = self.calibration.mm_per_px if self.calibration is not None else None
             try:
                 self.defects = DefectSizer(config.defects or DefectRules(), mm_per_px, **self.thresholds)
             except ValueError as exc:

@@ -74,6 +74,11 @@ def _check_roi_fits(config: CheckConfig, shape: tuple[int, ...], reference: obje
             )
 
 
+def preparation_keys(config: CheckConfig) -> dict[str, Any]:
+    """The check's keys that say how its image is prepared, as the model's record keeps them."""
+    return config.model_dump(mode="json", include=set(PREPARATION_KEYS))
+
+
 def find_check(spec: str) -> CheckConfig:
     """``STATION.yaml:recipe/check`` (or ``STATION.yaml:check`` when one recipe holds it)."""
     path, sep, name = spec.rpartition(":")
@@ -105,8 +110,8 @@ class PreparedCheck:
     @classmethod
     def from_station(cls, spec: str) -> PreparedCheck:
         config = find_check(spec)
-        keys = config.model_dump(mode="json", include=set(PREPARATION_KEYS))
-        return cls(check_preparation(config), {"check": spec, "name": config.name, "preparation": keys})
+        record = {"check": spec, "name": config.name, "preparation": preparation_keys(config)}
+        return cls(check_preparation(config), record)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> PreparedCheck:
@@ -118,12 +123,6 @@ class PreparedCheck:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"the model's check_from record is unreadable: {exc}") from None
         return cls(check_preparation(config), record)
-
-    @classmethod
-    def of(cls, metadata: dict[str, Any]) -> PreparedCheck | None:
-        """The preparation a model was trained with, or None (trained on whole images)."""
-        record = metadata.get("check_from")
-        return cls.from_record(record) if record else None
 
     def samples(self, samples: Sequence[Sample], folder: Path, progress: bool = False) -> tuple[Sample, ...]:
         """Each sample's image (and mask, boxes) prepared and written as PNG into ``folder``; a
@@ -140,12 +139,10 @@ class PreparedCheck:
         return tuple(out)
 
     def _sample(self, sample: Any, stem: Path) -> Any:
+        image = read_image(sample.path)  # an unreadable file: its own DataError, naming it
         try:
-            image = read_image(sample.path)
             prepared, placement = self.preparation.place(image)
         except (AlignmentError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise
             raise DataError(sample.path, f"check {self.record['name']!r} cannot prepare it: {exc}") from None
         changes: dict[str, Any] = {"path": _write(stem.with_suffix(".png"), prepared)}
         if getattr(sample, "mask_path", None) is not None:
@@ -190,7 +187,7 @@ def preparation_mismatch(config: CheckConfig, record: dict[str, Any]) -> list[st
     """Where a check prepares its image differently from the check a model was trained for (its
     ``check_from`` record): the crop's geometry, not where the files lie on this machine."""
     trained = record.get("preparation") or {}
-    here = config.model_dump(mode="json", include=set(PREPARATION_KEYS))
+    here = preparation_keys(config)
     differences = []
     for key in ("camera_calibration", "align_to", "fixture"):
         if (trained.get(key) is None) != (here.get(key) is None):

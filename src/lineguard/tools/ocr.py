@@ -68,8 +68,7 @@ def _engine(engine: Engine) -> Literal["rapidocr", "tesseract"]:
         if tesseract_path() is None:
             raise OcrUnavailable("engine tesseract: no tesseract on PATH (Debian: apt install tesseract-ocr)")
         return "tesseract"
-    _rapidocr_models()  # raises OcrUnavailable with the install hint
-    return "rapidocr"
+    return "rapidocr"  # its models are found (or OcrUnavailable says how to install them) next
 
 
 def _rapidocr_installed() -> bool:
