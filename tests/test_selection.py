@@ -15,6 +15,7 @@ from lineguard.cli import app
 from lineguard.data import DataSplit, SampleRef
 from lineguard.data.samples import DEFECT, GOOD
 from lineguard.models import load_model
+from lineguard.preprocess.transforms import Preprocessing
 from lineguard.train import Candidate, build_candidate, candidate_configs, select_anomaly_model
 from lineguard.train.fit import MIN_SELECTION_DEFECTS
 
@@ -71,6 +72,7 @@ class _FakeModel:
 
     def __init__(self, backbone: str, image_size: tuple[int, int]) -> None:
         self.backbone, self.image_size = backbone, image_size
+        self.preprocessing = Preprocessing(*image_size, mean=(0, 0, 0), std=(1, 1, 1))  # drift reference
         self.metadata: dict = {}
         self.calibration = None
         self.fitted = False

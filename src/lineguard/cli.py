@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -1151,6 +1153,140 @@ def run(
     )
     if station.state == "error":
         raise typer.Exit(1)
+
+
+class HarvestFormat(StrEnum):
+    folder = "folder"
+    mvtec = "mvtec"
+
+
+@app.command()
+def harvest(
+    record: Annotated[
+        str, typer.Argument(metavar="RECORD_URL", help="The station's record (SQLAlchemy URL).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The dataset folder to write (new or empty).")],
+    archive: Annotated[
+        Path, typer.Option(help="The station's image archive (its store.archive; default STATE/images).")
+    ],
+    station: Annotated[
+        str | None, typer.Option(help="Which station; needed when the record holds several.")
+    ] = None,
+    check: Annotated[
+        str | None, typer.Option(help="Whose images; needed when parts have several checks.")
+    ] = None,
+    format: Annotated[
+        HarvestFormat, typer.Option("--format", "-f", help="Dataset layout.")
+    ] = HarvestFormat.folder,
+    since: Annotated[
+        datetime | None, typer.Option(help="Parts decided from (ISO 8601, UTC if no zone).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Parts decided before.")] = None,
+    station_ok: Annotated[
+        bool, typer.Option(help="Also the OK parts nobody reviewed whose images were kept, as good.")
+    ] = True,
+    test_fraction: Annotated[float, typer.Option(help="mvtec: good parts put in test/good.")] = 0.2,
+) -> None:
+    """Export reviewed parts (and kept OK parts) as a dataset `fit` and `train` read as it is.
+
+    Each image is the check's archived crop, labelled by its latest review (good, or its defect
+    class) or, for an unreviewed OK part, by the station. provenance.csv says, per image, the
+    station, part uid, bundle sha256 and reviewer; harvest.json sums it up.
+    """
+    from lineguard.store import ImageArchive, RecordStore
+    from lineguard.store.harvest import harvest as write_harvest
+
+    try:
+        # A reader: its journal (never written) lies in a folder of its own.
+        store = RecordStore(record, Path(tempfile.mkdtemp(prefix="lineguard-harvest-")) / "journal.jsonl")
+        store.verify()
+        stations = store.stations()
+        if station is None:
+            if len(stations) != 1:
+                raise ValueError(f"the record holds stations {stations}; name one with --station")
+            station = stations[0]
+        elif station not in stations:
+            raise ValueError(f"no station {station!r} in the record; it holds {stations}")
+        if not archive.is_dir():
+            raise ValueError(f"{archive}: no image archive there (the station's store.archive)")
+        since_, until_ = (
+            None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until)
+        )
+        if since_ is not None and until_ is not None and since_ >= until_:
+            raise ValueError(f"empty time range: --since {since_.isoformat()} is not before --until")
+        labelled = store.labelled_parts(station, since_, until_, station_ok=station_ok)
+        where = store.engine.url.render_as_string(hide_password=True)
+        result = write_harvest(
+            labelled, ImageArchive(archive), out, check, format.value, test_fraction, where, progress=True
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    counts = ", ".join(f"{n} {label}" for label, n in sorted(result.written.items()))
+    typer.echo(f"harvested {counts} into {out} ({format.value} layout); provenance: {out / 'provenance.csv'}")
+    for why, n in sorted(result.skipped.items()):
+        typer.secho(f"left out: {n} parts, {why}", fg="yellow", err=True)
+
+
+@app.command()
+def compare(
+    bundle_a: Annotated[Path, typer.Argument(metavar="BUNDLE_A", help="The deployed bundle.")],
+    bundle_b: Annotated[Path, typer.Argument(metavar="BUNDLE_B", help="The candidate.")],
+    data: Annotated[Path, typer.Argument(help="Labelled parts (e.g. a harvest).")],
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Dataset layout.")] = DataFormat.folder,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the comparison as JSON.")
+    ] = None,
+    show: Annotated[int, typer.Option(help="Changed parts to list.")] = 20,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+) -> None:
+    """Score both bundles on the same labelled parts: AUROC and, at each bundle's own thresholds,
+    false-reject, review and escape rates, and the parts whose decision would change.
+
+    Parts either bundle saw in training are left out (by content). Runs on ONNX Runtime.
+    """
+    from lineguard.data import open_dataset
+    from lineguard.runtime import load_bundle
+
+    try:
+        from lineguard.evaluation.compare import compare_bundles
+
+        a, b = (load_bundle(path, threads=threads) for path in (bundle_a, bundle_b))
+        if a.task != b.task:
+            raise ValueError(
+                f"{bundle_a} is a {a.task} bundle, {bundle_b} a {b.task} one: compare like with like"
+            )
+        comparison = compare_bundles(a, b, open_dataset(data, format.value), progress=True)
+    except (LineGuardError, ValueError) as exc:
+        _fail(exc)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EVAL_MODULES:
+            raise
+        _fail(ValueError(f"compare needs {exc.name}, which the line PC's install leaves out: " + EVAL_HINT))
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f} %"
+
+    def auc(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    typer.echo(
+        f"{comparison.data}: {comparison.n_good} good, {comparison.n_defect} defective parts"
+        + (f" ({comparison.excluded_seen} left out: seen in training)" if comparison.excluded_seen else "")
+    )
+    typer.echo(f"{'':<4}{'AUROC':>8}{'false reject':>14}{'good->REVIEW':>14}{'escape':>10}  bundle")
+    for name, score in (("A", comparison.a), ("B", comparison.b)):
+        typer.echo(
+            f"{name:<4}{auc(score.image_auroc):>8}{pct(score.false_reject_rate):>14}"
+            f"{pct(score.good_to_review):>14}{pct(score.escape_rate):>10}  {score.bundle}"
+        )
+    typer.echo(f"{len(comparison.changed)} parts would change decision from A to B")
+    for c in comparison.changed[:show]:
+        kind = "defect" if c.defective else "good"
+        typer.echo(f"  {c.file} ({kind}): {c.decision_a} {c.score_a:.4g} -> {c.decision_b} {c.score_b:.4g}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+        typer.echo(f"comparison: {out}")
 
 
 @app.command()

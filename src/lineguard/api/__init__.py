@@ -1,5 +1,5 @@
 """The station's REST API for MES/ERP."""
 
-from lineguard.api.app import ApiServer, create_app, prometheus_text, resolve_token
+from lineguard.api.app import ApiServer, ApiUser, api_users, create_app, prometheus_text, resolve_token
 
-__all__ = ["ApiServer", "create_app", "prometheus_text", "resolve_token"]
+__all__ = ["ApiServer", "ApiUser", "api_users", "create_app", "prometheus_text", "resolve_token"]

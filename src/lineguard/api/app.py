@@ -1,7 +1,8 @@
-"""REST API for MES/ERP (FastAPI): health, status, counters, results, images, control charts, recipes,
-Prometheus metrics.
+"""REST API for MES/ERP (FastAPI): health, status, counters, results, images, control charts, drift,
+the review queue, recipes, Prometheus metrics.
 
-Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. The
+Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``: the station's token (the
+machine's) or a configured user's, whose role says what they may do beyond reading. The
 OpenAPI schema is at ``/openapi.json`` (and interactive docs at ``/docs``).
 """
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time,
@@ -10,6 +11,8 @@ OpenAPI schema is at ``/openapi.json`` (and interactive docs at ``/docs``).
 import hmac
 import secrets
 import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from lineguard.api.charts import RejectChartOut, ValueChartOut, VariablesKind, reject_chart, value_chart
+from lineguard.api.reviews import add_review_routes
 from lineguard.errors import TriggerRefused
+from lineguard.station.drift import CheckDrift
 from lineguard.station.status import StationStatus
 from lineguard.store import Grouping, NoData
 
@@ -99,10 +104,49 @@ def resolve_token(env_value: str | None, token_file: Path | None, default_file: 
     return token
 
 
-def create_app(station: Any, token: str) -> FastAPI:
-    """The API of a running :class:`lineguard.station.Station` (its store, archive and controls)."""
+Role = Literal["machine", "operator", "engineer", "admin"]
+# What each role may do beyond reading. "machine": the station's own token (PLC, MES, scripts).
+MAY: dict[str, frozenset[Role]] = {
+    "control": frozenset({"machine", "engineer", "admin"}),  # changeover, software trigger
+    "review": frozenset({"operator", "engineer", "admin"}),  # a person's verdict on a part
+}
+
+
+@dataclass(frozen=True)
+class ApiUser:
+    """Whoever presented a token: a configured person, or the station token ("station", machine)."""
+
+    name: str
+    role: Role
+    token: str = field(repr=False)
+
+
+def api_users(configured, environ: Mapping[str, str]) -> list[ApiUser]:
+    """The configured users with their tokens from the environment; a missing, short or shared
+    token is an error at start-up, naming the user and the variable."""
+    users, seen = [], set()
+    for user in configured:
+        token = (environ.get(user.token_env) or "").strip()
+        if len(token) < 16:
+            raise ValueError(
+                f"api.users.{user.name}: environment variable {user.token_env} must hold a token of at "
+                f"least 16 characters"
+            )
+        if token in seen:
+            raise ValueError(f"api.users.{user.name}: {user.token_env} holds another user's token")
+        seen.add(token)
+        users.append(ApiUser(user.name, user.role, token))
+    return users
+
+
+def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastAPI:
+    """The API of a running :class:`lineguard.station.Station` (its store, archive and controls).
+    ``token``: the station's own (machine) token; ``users``: people's, each with a role."""
     if len(token) < 16:
         raise ValueError("the API token must be at least 16 characters")
+    everyone = [ApiUser("station", "machine", token), *users]
+    if len({u.token for u in everyone}) < len(everyone):
+        raise ValueError("every API user needs a token of their own (one equals another's)")
     app = FastAPI(
         title="LineGuard station API",
         version="1",
@@ -110,12 +154,27 @@ def create_app(station: Any, token: str) -> FastAPI:
     )
     bearer = HTTPBearer(auto_error=False)
 
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiUser:
+        given = (credentials.credentials if credentials else "").encode()
+        # Every token compared, always: the time taken says nothing about which one matched.
+        matches = [u for u in everyone if hmac.compare_digest(given, u.token.encode())]
+        if not matches:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return matches[0]
+
+    def allowed(action: str):
+        def check(user: Annotated[ApiUser, Depends(authorised)]) -> ApiUser:
+            if user.role not in MAY[action]:
+                roles = ", ".join(sorted(MAY[action]))
+                raise HTTPException(
+                    403, f"{user.name} ({user.role}) may not {action}; roles that may: {roles}"
+                )
+            return user
+
+        return check
 
     auth = [Depends(authorised)]
+    control = [Depends(allowed("control"))]
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -239,11 +298,19 @@ def create_app(station: Any, token: str) -> FastAPI:
         grouping, baseline = period
         return _charted(lambda: reject_chart(station.store, grouping, tuple(rejected), baseline))
 
+    @app.get("/drift", response_model=list[CheckDrift], dependencies=auth)
+    def drift() -> list[CheckDrift]:
+        """Drift of the active recipe's checks against their bundles' calibration images: for
+        each statistic (brightness, contrast, focus, saturated, score) the last window's PSI, KS
+        p-value and medians, and the standing alarms with when they began; checks not watched
+        say why."""
+        return station.status().drift
+
     @app.get("/recipes", response_model=Recipes, dependencies=auth)
     def recipes() -> Recipes:
         return Recipes(active=station.recipe.name, recipes=station.recipe_names)
 
-    @app.post("/recipes/{name}/activate", response_model=Recipes, dependencies=auth)
+    @app.post("/recipes/{name}/activate", response_model=Recipes, dependencies=control)
     def activate(name: str) -> Recipes:
         if name not in station.recipe_names:
             raise HTTPException(404, f"no recipe {name!r}; recipes: {station.recipe_names}")
@@ -255,13 +322,15 @@ def create_app(station: Any, token: str) -> FastAPI:
             ) from None
         return Recipes(active=station.recipe.name, recipes=station.recipe_names)
 
-    @app.post("/trigger", dependencies=auth)
+    @app.post("/trigger", dependencies=control)
     def trigger(part_id: str | None = None, source: str | None = None) -> dict[str, int]:
         try:
             fired = station.trigger(part_id, source)
         except TriggerRefused as exc:
             raise HTTPException(422 if exc.kind == "part_id" else 409, str(exc)) from None
         return {"triggered_sources": fired}
+
+    add_review_routes(app, station, authorised, allowed("review"))
 
     @app.get("/metrics", dependencies=auth, response_class=Response)
     def metrics() -> Response:
@@ -318,6 +387,23 @@ def prometheus_text(station: Any) -> str:
                 for event, value in stats.items():
                     sinks.add_metric([station.name, sink, event], float(value))
             yield sinks
+            psi = GaugeMetricFamily(
+                "lineguard_drift_psi",
+                "PSI of the last drift window against the bundle's reference",
+                labels=["station", "check", "statistic"],
+            )
+            alarm = GaugeMetricFamily(
+                "lineguard_drift_alarm",
+                "1 while a drift alarm stands",
+                labels=["station", "check", "statistic"],
+            )
+            for check in status.drift:
+                for reading in check.statistics:
+                    labels = [station.name, check.check, reading.statistic]
+                    psi.add_metric(labels, reading.psi)
+                    alarm.add_metric(labels, 1.0 if reading.alarm else 0.0)
+            yield psi
+            yield alarm
             up = GaugeMetricFamily("lineguard_running", "1 while the station is running", labels=["station"])
             up.add_metric([station.name], 1.0 if status.state == "running" else 0.0)
             yield up

@@ -119,8 +119,8 @@ def _provenance(model: Any) -> Provenance:
     images it saw travel as content digests, so `evaluate` on the bundle can refuse them."""
     metadata = dict(model.metadata)
     seen = metadata.pop("seen_sha256", ())
-    for local in ("seen_files", "calibration_files", "threshold_calibration"):
-        metadata.pop(local, None)
+    for local in ("seen_files", "calibration_files", "threshold_calibration", "drift_reference"):
+        metadata.pop(local, None)  # drift_reference: the manifest's own drift section
     return Provenance(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         versions={"lineguard": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -140,6 +140,7 @@ def _common(model: Any, out: Path, files: list[str]) -> dict[str, Any]:
         "preprocessing": model.preprocessing,
         "provenance": _provenance(model),
         "files": file_entries(out, files),
+        "drift": model.metadata.get("drift_reference"),
     }
 
 

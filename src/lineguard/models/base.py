@@ -182,7 +182,18 @@ class AnomalyModel(ABC):
         """Thresholds from the held-out good parts (NG at the false-reject target, a REVIEW band
         below it, widened to catch the defects when there are any), and the validation AUROC of
         good against defects that ranks candidate models."""
-        good = self.predict(held_out.good, total=held_out.n_good, progress=progress).scores
+        from lineguard.spc.drift import input_statistics, reference_of
+
+        statistics: list[dict[str, float]] = []
+
+        def observed(images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for image in images:  # the drift reference, in the same pass as the scores
+                statistics.append(input_statistics(self.preprocessing, image))
+                yield image
+
+        good = self.predict(observed(held_out.good), total=held_out.n_good, progress=progress).scores
+        # What the station compares its parts with (the bundle's drift section).
+        self.metadata["drift_reference"] = reference_of(statistics, good) if len(good) >= 2 else None
         defects = list(held_out.defects)
         defect_scores = self.predict(defects, total=len(defects)).scores if defects else None
         calibration = calibrate(

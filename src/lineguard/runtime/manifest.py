@@ -9,6 +9,7 @@ torch-free: the line PC reads it with ONNX Runtime, numpy and pydantic only.
 from __future__ import annotations
 
 import functools
+import math
 import zipfile
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union
@@ -21,6 +22,7 @@ from lineguard.detections import DetectionSettings
 from lineguard.errors import ModelFileError
 from lineguard.preprocess.tiling import Tiling
 from lineguard.preprocess.transforms import Preprocessing
+from lineguard.spc.drift import MAX_REFERENCE
 
 BUNDLE_FORMAT: Final = "lineguard-bundle"
 BUNDLE_SCHEMA_VERSION: Final = 2
@@ -118,6 +120,24 @@ class Provenance(_Section):
     seen_images_sha256: tuple[str, ...] = ()
 
 
+class DriftSection(_Section):
+    """Reference statistics of the calibration's held-out good parts, which the station compares
+    its rolling windows with: each statistic's values, one per image, in calibration order
+    (image statistics on the network input, see ``lineguard.spc.drift``; and the part score)."""
+
+    images: int = Field(ge=1)  # calibration images the values came from
+    statistics: dict[str, tuple[float, ...]]
+
+    @model_validator(mode="after")
+    def _bounded_and_finite(self) -> DriftSection:
+        for name, values in self.statistics.items():
+            if not 2 <= len(values) <= MAX_REFERENCE:
+                raise ValueError(f"drift.statistics.{name}: 2 to {MAX_REFERENCE} values, got {len(values)}")
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"drift.statistics.{name}: values must be finite")
+        return self
+
+
 class BundleManifest(_Section):
     """What every task's manifest holds; each task's subclass adds its own sections."""
 
@@ -130,6 +150,7 @@ class BundleManifest(_Section):
     decision: DecisionSection
     provenance: Provenance
     files: dict[str, FileEntry]
+    drift: DriftSection | None = None  # None: a bundle exported before drift references
 
     @model_validator(mode="after")
     def _graph_files_listed(self) -> BundleManifest:

@@ -19,6 +19,7 @@ from typing import Any
 
 from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.handshake import Handshake
+from lineguard.spc.drift import DriftEvent
 
 log = logging.getLogger("lineguard.sinks")
 
@@ -36,6 +37,17 @@ def claim_port(host: str, port: int, what: str) -> None:
             raise OSError(f"{what}: cannot listen on {host}:{port} ({exc.strerror}; port in use?)") from None
 
 
+def drift_message(check: str, event: DriftEvent) -> dict[str, Any]:
+    """A drift alarm as the JSON sinks send it: ``"type": "drift"`` tells it from a part's result."""
+    return {
+        "type": "drift",
+        "check": check,
+        **asdict(event),
+        "at": event.at.isoformat(),
+        "since": event.since.isoformat(),
+    }
+
+
 class Sink:
     """The interface every sink implements; ``start`` gets the station (for triggers and status)."""
 
@@ -47,6 +59,9 @@ class Sink:
 
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         pass
+
+    def drift(self, check: str, event: DriftEvent) -> None:
+        """A drift alarm rose or cleared at ``check`` (``drift_message`` says it as JSON)."""
 
     def stats(self) -> dict[str, Any]:
         """What the sink has done (sent, failed, dropped...), for /status and /metrics."""
@@ -90,7 +105,13 @@ class JsonlSink(Sink):
         self._lock = threading.Lock()
 
     def publish(self, result: PublishedResult) -> None:
-        line = json.dumps(asdict(result), separators=(",", ":"), allow_nan=False)
+        self._write(asdict(result))
+
+    def drift(self, check: str, event: DriftEvent) -> None:
+        self._write(drift_message(check, event))
+
+    def _write(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message, separators=(",", ":"), allow_nan=False)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
@@ -120,19 +141,26 @@ class WebhookSink(Sink):
         self.token = os.environ.get(token_env, "") if token_env else ""
         if token_env and not self.token:
             raise ValueError(f"webhook: environment variable {token_env} (its bearer token) is not set")
-        self._queue: queue.Queue[PublishedResult | None] = queue.Queue(maxsize=queue_size)
+        # Each queued item: (what it is, for the log; its JSON body)
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=queue_size)
         self.sent = self.failed = self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self._thread.start()
 
     def publish(self, result: PublishedResult) -> None:
+        self._put(f"part {result.uid}", asdict(result))
+
+    def drift(self, check: str, event: DriftEvent) -> None:
+        self._put(f"drift alarm {check}/{event.statistic} {event.state}", drift_message(check, event))
+
+    def _put(self, what: str, message: dict[str, Any]) -> None:
         try:
-            self._queue.put_nowait(result)
+            self._queue.put_nowait((what, message))
         except queue.Full:
             self.dropped += 1
 
-    def _post(self, result: PublishedResult) -> None:
-        body = json.dumps(asdict(result), allow_nan=False).encode()
+    def _post(self, message: dict[str, Any]) -> None:
+        body = json.dumps(message, allow_nan=False).encode()
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -142,18 +170,19 @@ class WebhookSink(Sink):
 
     def _run(self) -> None:
         while True:
-            result = self._queue.get()
-            if result is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            what, message = item
             for attempt in range(self.retries + 1):
                 try:
-                    self._post(result)
+                    self._post(message)
                     self.sent += 1
                     break
                 except (urllib.error.URLError, OSError) as exc:
                     if attempt == self.retries:
                         self.failed += 1
-                        log.warning("webhook %s: part %s not delivered (%s)", self.url, result.uid, exc)
+                        log.warning("webhook %s: %s not delivered (%s)", self.url, what, exc)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -13,12 +13,31 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from scipy import stats
 
 PSI_BINS = 10  # reference deciles
 PSI_FLOOR = 1e-4  # an empty bin's share: PSI stays finite
 SATURATED = 250  # grey level at or above which a pixel counts as saturated (and at or below 255 - it)
 STATISTICS = ("brightness", "contrast", "focus", "saturated")
+SCORE = "score"  # the model's part score, monitored beside the image statistics
+MIN_REFERENCE = 30  # fewer calibration values than this cannot tell a shift from chance
+MAX_REFERENCE = 2000  # a bundle keeps at most this many values a statistic (evenly thinned)
+# The monitor's defaults (the station's drift: section shows the same)
+WINDOW, EVERY = 200, 20  # parts a window, parts between comparisons
+RAISE_PSI, CLEAR_PSI, RAISE_P = 0.25, 0.1, 1e-3  # PSI 0.25 is the customary "large shift"
+
+
+def input_statistics(preprocessing, image: np.ndarray) -> dict[str, float]:
+    """The statistics of the part as the network sees it (``preprocessing.resized_rgb``): the
+    same on the calibration images at fit and on every part at the station, and cheap."""
+    return image_statistics(preprocessing.resized_rgb(image))
+
+
+def thinned(values: Sequence[float] | np.ndarray, limit: int = MAX_REFERENCE) -> list[float]:
+    """At most ``limit`` of the values, evenly spaced in their order (a bounded reference)."""
+    x = np.asarray(values, float).ravel()
+    if x.size > limit:
+        x = x[np.linspace(0, x.size - 1, limit).round().astype(int)]
+    return [float(v) for v in x]
 
 
 def image_statistics(image: np.ndarray) -> dict[str, float]:
@@ -26,7 +45,7 @@ def image_statistics(image: np.ndarray) -> dict[str, float]:
     network input): mean grey level, its standard deviation, the variance of the Laplacian (focus)
     and the share of pixels at either end of the range."""
     grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    grey = np.rint(np.clip(grey, 0, 255)).astype(np.uint8)  # float network inputs round alike
     saturated = (grey >= SATURATED) | (grey <= 255 - SATURATED)
     return {
         "brightness": float(grey.mean()),
@@ -34,6 +53,13 @@ def image_statistics(image: np.ndarray) -> dict[str, float]:
         "focus": float(cv2.Laplacian(grey, cv2.CV_64F).var()),
         "saturated": float(saturated.mean()),
     }
+
+
+def reference_of(statistics: Sequence[Mapping[str, float]], scores: np.ndarray) -> dict:
+    """The drift reference a bundle carries (its ``drift`` section): each image statistic and
+    the score over the calibration's good images, thinned to ``MAX_REFERENCE``."""
+    values = {name: thinned([s[name] for s in statistics]) for name in STATISTICS}
+    return {"images": len(statistics), "statistics": {**values, SCORE: thinned(scores)}}
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -52,6 +78,8 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> flo
 
 def ks_p_value(reference: np.ndarray, current: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov p-value: small when the two samples differ in distribution."""
+    from scipy import stats  # here: the bundle's manifest imports this module's constants
+
     return float(stats.ks_2samp(_finite(reference, "reference"), _finite(current, "current")).pvalue)
 
 
@@ -62,6 +90,21 @@ def _finite(values, what: str) -> np.ndarray:
     return x
 
 
+def onset(reference: np.ndarray, window: np.ndarray) -> int:
+    """Where in ``window`` the shift most likely began: each value's position in the reference's
+    distribution (0..1, 0.5 on average while nothing moved), then the split into an unmoved start
+    and a moved end that fits best by least squares (the likelihood-ratio change-point estimate
+    for a mean shift from a known level: the largest S²/m, S the summed departure of the last m
+    parts). Missing values count as no departure."""
+    ordered = np.sort(reference)
+    position = (np.searchsorted(ordered, window, "left") + np.searchsorted(ordered, window, "right")) / (
+        2 * ordered.size
+    )
+    departure = np.where(np.isfinite(window), position - 0.5, 0.0)
+    from_newest = np.cumsum(departure[::-1])[::-1]  # from_newest[k] = sum of departure[k:]
+    return int(np.argmax(from_newest**2 / np.arange(window.size, 0, -1)))
+
+
 @dataclass(frozen=True)
 class DriftEvent:
     """A statistic's alarm rose or cleared: by how much it moved, and since when."""
@@ -69,11 +112,24 @@ class DriftEvent:
     statistic: str
     state: Literal["raised", "cleared"]
     at: datetime
-    since: datetime  # raised: the first part of the window that moved; cleared: when it was raised
+    since: datetime  # raised: the part the shift most likely began at (``onset``); cleared: when
+    # it was raised
     psi: float
     p_value: float
     reference_median: float
     current_median: float
+
+
+@dataclass(frozen=True)
+class DriftReading:
+    """A statistic at the last comparison of its window with the reference."""
+
+    statistic: str
+    psi: float
+    p_value: float
+    reference_median: float
+    current_median: float
+    alarm_since: datetime | None  # the standing alarm's start; None when there is none
 
 
 class DriftMonitor:
@@ -85,11 +141,11 @@ class DriftMonitor:
     def __init__(
         self,
         reference: Mapping[str, Sequence[float] | np.ndarray],
-        window: int = 200,
-        every: int = 20,
-        raise_psi: float = 0.25,
-        clear_psi: float = 0.1,
-        raise_p: float = 1e-3,
+        window: int = WINDOW,
+        every: int = EVERY,
+        raise_psi: float = RAISE_PSI,
+        clear_psi: float = CLEAR_PSI,
+        raise_p: float = RAISE_P,
     ) -> None:
         if window < 20 or every < 1:
             raise ValueError("a drift window needs at least 20 parts and a step of at least 1")
@@ -102,6 +158,12 @@ class DriftMonitor:
         self._times: deque[datetime] = deque(maxlen=window)
         self._seen = 0
         self.raised: dict[str, DriftEvent] = {}  # the alarms standing now
+        self.readings: dict[str, DriftReading] = {}  # each statistic at the last comparison
+
+    @property
+    def seen(self) -> int:
+        """Parts given to ``update`` so far."""
+        return self._seen
 
     def update(self, values: Mapping[str, float], at: datetime) -> list[DriftEvent]:
         """One part's statistics (those of the reference; others are ignored); the alarms this part
@@ -124,10 +186,14 @@ class DriftMonitor:
             medians = float(np.median(reference)), float(np.median(current))
             standing = self.raised.get(name)
             if standing is None and index >= self.raise_psi and p < self.raise_p:
-                event = DriftEvent(name, "raised", at, self._times[0], index, p, *medians)
-                self.raised[name] = event
-                events.append(event)
+                since = self._times[onset(reference, np.asarray(window, float))]
+                standing = DriftEvent(name, "raised", at, since, index, p, *medians)
+                self.raised[name] = standing
+                events.append(standing)
             elif standing is not None and index < self.clear_psi:
                 del self.raised[name]
                 events.append(DriftEvent(name, "cleared", at, standing.at, index, p, *medians))
+                standing = None
+            alarm_since = standing.since if standing is not None else None
+            self.readings[name] = DriftReading(name, index, p, *medians, alarm_since)
         return events

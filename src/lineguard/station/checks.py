@@ -16,7 +16,8 @@ from lineguard.preprocess.align import AlignmentError
 from lineguard.results import Measurement
 from lineguard.runtime import Inspector, load_bundle
 from lineguard.runtime.inspector import BundleRuntime, InspectionResult
-from lineguard.runtime.manifest import manifest_sha256
+from lineguard.runtime.manifest import DriftSection, manifest_sha256
+from lineguard.spc.drift import SCORE, input_statistics
 from lineguard.station.config import CheckConfig, ConfigError
 from lineguard.station.preparation import check_preparation, preparation_mismatch
 from lineguard.tools.checks import DefectSizer, Tool, build_tool
@@ -36,6 +37,7 @@ class CheckRun:
     unjudged: bytes | np.ndarray | None = None
     measurements: tuple[Measurement, ...] = ()  # a tool's values
     overlay: np.ndarray | None = None  # a tool's picture of what it found (RGB), kept like a heatmap
+    drift: dict[str, float] | None = None  # the part's image statistics and score (drift watched)
 
 
 class CheckRunner:
@@ -49,7 +51,9 @@ class CheckRunner:
         providers: list[str] | str | None = None,
         threads: int | None = 1,
         inspector: Inspector | None = None,
+        drift: bool = True,
     ) -> None:
+        """``drift``: compute each part's drift statistics when the bundle carries a reference."""
         self.config = config
         self.name = config.name
         self.preparation = check_preparation(config)
@@ -67,6 +71,8 @@ class CheckRunner:
             self.bundle_sha256 = hashlib.sha256(document.encode()).hexdigest()
             self.model_version = f"tool:{config.tool.kind}"
             self.thresholds: dict[str, float] = {}
+            self.drift_reference: DriftSection | str | None = "a tool: its values are charted by SPC"
+            self.watch_drift = False
             return
         assert config.bundle is not None  # the configuration gives a bundle or a tool
         runtime = inspector or load_bundle(config.bundle, providers=providers, threads=threads)
@@ -88,6 +94,8 @@ class CheckRunner:
                     f"{'; '.join(differences)}. Train it with --check-from this check, or match its keys"
                 )
         manifest = runtime.manifest
+        self.drift_reference = manifest.drift
+        self.watch_drift = drift and manifest.drift is not None
         backbone = getattr(manifest.model, "backbone", "?")
         self.model_version = f"{manifest.model.kind}/{backbone}@{manifest.provenance.created}"[:64]
         self.thresholds = {
@@ -145,11 +153,23 @@ class CheckRunner:
         timings["prepare"] = 1e3 * (prepared_at - start)
         if not np.isfinite(result.score):
             return CheckRun(CheckOutcome(self.name, None, None, "model gave no finite score"), prepared)
+        drift = None
+        if self.watch_drift:
+            drift_start = time.perf_counter()
+            drift = self._drift_values(prepared, float(result.score))
+            timings["drift"] = 1e3 * (time.perf_counter() - drift_start)
         if self.defects is not None:
-            return self._size_defects(self.defects, prepared, result, timings, placed)
+            run = self._size_defects(self.defects, prepared, result, timings, placed)
+            return replace(run, drift=drift)
         # Classifiers and detectors name what they saw; it goes into the record with the decision.
         outcome = CheckOutcome(self.name, result.decision, float(result.score), result.describe())
-        return CheckRun(outcome, prepared, result.anomaly_map, timings, measurements=placed)
+        return CheckRun(outcome, prepared, result.anomaly_map, timings, measurements=placed, drift=drift)
+
+    def _drift_values(self, prepared: np.ndarray, score: float) -> dict[str, float]:
+        """What the drift monitor compares with the bundle's reference: the statistics of the
+        part as the network saw it, and its score."""
+        assert self.inspector is not None
+        return {**input_statistics(self.inspector.preprocessing, prepared), SCORE: score}
 
     def _size_defects(
         self,

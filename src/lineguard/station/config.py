@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lineguard.errors import LineGuardError
+from lineguard.spc import drift
 from lineguard.tools.config import TOOL_KINDS, DefectRules, MeasureToolConfig, ToolConfig
 
 # Defaults of list-valued settings (typed, so each default list has the field's element type).
@@ -277,11 +278,59 @@ class SinksConfig(_Strict):
     modbus: ModbusSinkConfig | None = None
 
 
+class ApiUserConfig(_Strict):
+    """A person (or an MES client) with a bearer token of their own: what they may do is their
+    role's — operator: read and review; engineer: + changeover and trigger; admin: all."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$")
+    role: Literal["operator", "engineer", "admin"]
+    token_env: str = Field(min_length=1, description="environment variable holding their token")
+
+
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
     token_env: str = Field("LINEGUARD_API_TOKEN", description="variable holding the bearer token")
     token_file: Path | None = Field(None, description="or a file holding it; default: STATE/api-token")
+    users: list[ApiUserConfig] = Field(
+        default_factory=list, description="people's own tokens (the station token stays the machine's)"
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _unique_names(cls, users: list[ApiUserConfig]) -> list[ApiUserConfig]:
+        names = [u.name for u in users]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"user names must be unique: {twice} given twice")
+        return users
+
+
+class ReviewConfig(_Strict):
+    """The review queue: every REVIEW part, and a random sample of OK and NG parts so the reviews
+    measure the escape and false-reject rates."""
+
+    ok_every: int = Field(50, ge=0, description="1 OK part in this many enters the queue; 0: none")
+    ng_every: int = Field(10, ge=0, description="1 NG part in this many enters the queue; 0: none")
+    claim_minutes: float = Field(10.0, gt=0, le=1440, description="a claimed part is held this long")
+
+
+class DriftConfig(_Strict):
+    """Drift alarms: every bundle check's image statistics and score, in rolling windows, against
+    the reference its bundle carries (the calibration's good images)."""
+
+    enabled: bool = True
+    window: int = Field(drift.WINDOW, ge=20, le=100_000, description="parts a window")
+    every: int = Field(drift.EVERY, ge=1, description="parts between comparisons")
+    raise_psi: float = Field(drift.RAISE_PSI, gt=0, description="an alarm rises at this PSI...")
+    raise_p: float = Field(drift.RAISE_P, gt=0, lt=1, description="...with the KS test's p below this")
+    clear_psi: float = Field(drift.CLEAR_PSI, gt=0, description="and clears below this PSI")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> DriftConfig:
+        if self.clear_psi >= self.raise_psi:
+            raise ValueError(f"clear_psi {self.clear_psi} must be below raise_psi {self.raise_psi}")
+        return self
 
 
 class StationConfig(_Strict):
@@ -307,6 +356,8 @@ class StationConfig(_Strict):
     store: StoreConfig = StoreConfig()
     sinks: SinksConfig = SinksConfig()
     api: ApiConfig | None = None
+    drift: DriftConfig = DriftConfig()
+    review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="after")
     def _references(self) -> StationConfig:

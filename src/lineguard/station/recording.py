@@ -12,6 +12,7 @@ from lineguard.decision import AssembledPart, check_decision
 from lineguard.station.config import StoreConfig
 from lineguard.station.parts import PartInFlight
 from lineguard.store import CheckRecord, ImageArchive, PartRecord, keep_image
+from lineguard.store.reviews import ReviewSampling
 
 
 def heatmap_png(anomaly_map: np.ndarray, ng_threshold: float) -> np.ndarray:
@@ -22,16 +23,22 @@ def heatmap_png(anomaly_map: np.ndarray, ng_threshold: float) -> np.ndarray:
 
 
 class PartRecorder:
-    def __init__(self, station: str, archive: ImageArchive, store: StoreConfig) -> None:
+    def __init__(
+        self, station: str, archive: ImageArchive, store: StoreConfig, review: ReviewSampling | None = None
+    ) -> None:
+        """``review``: the parts drawn for review keep their images too (a reviewer must see them)."""
         self.station = station
         self.archive = archive
         self.store = store
+        self.review = review
         self._ok_index = 0  # OK parts so far: every ``keep_ok_every``-th keeps its images
 
     def record_of(self, part: AssembledPart, flight: PartInFlight) -> PartRecord:
         recipe, runs = flight.recipe, flight.runs
         verdict = part.verdict.value
-        keep = keep_image(verdict, self._ok_index, self.store.keep_ok_every)
+        keep = keep_image(verdict, self._ok_index, self.store.keep_ok_every) or (
+            self.review is not None and self.review.drawn(verdict, part.uid)
+        )
         if verdict == "OK":
             self._ok_index += 1
         reasons = [part.reason] if part.reason else []

@@ -48,6 +48,11 @@ def run_station(
 ) -> Station:
     """Start a station and run it until its finite sources are done, ``max_parts`` are decided,
     ``duration_s`` has passed, or SIGINT/SIGTERM arrives; then drain and stop it."""
+    users = []
+    if api and config.api is not None:  # a user's missing token stops the start, not the first login
+        from lineguard.api import api_users
+
+        users = api_users(config.api.users, os.environ)
     station = Station(config, build_sinks(config))
     api_server = None
     stop_requested = threading.Event()
@@ -65,7 +70,7 @@ def run_station(
                 config.api.token_file,
                 Path(config.state_dir) / "api-token",
             )
-            api_server = ApiServer(create_app(station, token), config.api.host, config.api.port)
+            api_server = ApiServer(create_app(station, token, users), config.api.host, config.api.port)
             api_server.start()
         start = time.monotonic()
         next_tick = start + tick_s

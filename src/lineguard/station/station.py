@@ -44,6 +44,7 @@ from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.basic import Sink
 from lineguard.station.checks import CheckRun, CheckRunner
 from lineguard.station.config import ConfigError, RecipeConfig, StationConfig
+from lineguard.station.drift import DriftWatch, describe, standing_alarms
 from lineguard.station.inspection import Inspection
 from lineguard.station.parts import PartInFlight, PartsInFlight
 from lineguard.station.recording import PartRecorder
@@ -51,6 +52,7 @@ from lineguard.station.sources import Frame, Source, open_source
 from lineguard.station.status import StationState, StationStatus
 from lineguard.store import ImageArchive, PartRecord, RecordStore, sqlite_url
 from lineguard.store.records import MAX_PART_ID_CHARS, admit_part_id, storable_text
+from lineguard.store.reviews import ReviewSampling
 
 log = logging.getLogger("lineguard.station")
 
@@ -66,9 +68,12 @@ class _Recipe:
         self.config = config
         threads = station.threads_per_worker
         try:
-            self.runners = [CheckRunner(c, station.providers, threads) for c in config.checks]
+            self.runners = [
+                CheckRunner(c, station.providers, threads, drift=station.drift.enabled) for c in config.checks
+            ]
         except ConfigError as exc:
             raise ConfigError(f"recipes.{name}: {exc}") from None
+        self.drift = DriftWatch(name, station.drift, {r.name: r.drift_reference for r in self.runners})
         self.by_source: dict[str, list[CheckRunner]] = {}
         # Cascades: pre-screen check -> the detailed checks that run only when it flags the part.
         self.dependents: dict[str, list[CheckRunner]] = {}
@@ -89,12 +94,15 @@ class Station:
         state = Path(config.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         store_config = config.store
+        # Which parts the review queue holds: the record draws them, the archive keeps their images.
+        sampling = ReviewSampling(config.review.ok_every, config.review.ng_every)
         self.store = RecordStore(
             store_config.url or sqlite_url(state / "record.db"),
             store_config.journal or state / "journal.jsonl",
+            review_sampling=sampling,
         )
         self.archive = ImageArchive(store_config.archive or state / "images")
-        self.recorder = PartRecorder(self.name, self.archive, store_config)
+        self.recorder = PartRecorder(self.name, self.archive, store_config, sampling)
         # Unique per run: the record is idempotent per uid, so a restarted station must never reuse one.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self._lock = threading.RLock()
@@ -547,6 +555,22 @@ class Station:
             except Exception as exc:  # a broken sink must not stop the record or the other sinks
                 log.error("sink %s: %s", type(sink).__name__, exc)
         self.counters["reported"] += 1
+        self._watch_drift(record, flight)
+
+    def _watch_drift(self, record: PartRecord, flight: PartInFlight) -> None:
+        """Each judged check's statistics into its drift monitor (in decide order); an alarm that
+        rises or clears is a station event and a message to every sink."""
+        watch = flight.recipe.drift
+        for check, run in flight.runs.items():
+            if run.drift is None:
+                continue
+            for event in watch.update(check, run.drift, record.decided_at):
+                self.store.add_event(self.name, f"drift_{event.state}", describe(check, event))
+                for sink in self.sinks:
+                    try:
+                        sink.drift(check, event)
+                    except Exception as exc:
+                        log.error("sink %s: %s", type(sink).__name__, exc)
 
     def _fail(self, error: str) -> None:
         """Stop deciding: the line must see the station as faulted, not as passing parts."""
@@ -601,6 +625,7 @@ class Station:
             span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
             rate = 60.0 * (len(recent) - 1) / span if span > 0 else 0.0
             assembler = self.recipe.assembler
+            drift = self.recipe.drift.state()
             return StationStatus(
                 station=self.name,
                 state=self.state,
@@ -622,4 +647,6 @@ class Station:
                 store_error=self.store.last_error,
                 sinks={type(sink).__name__: sink.stats() for sink in self.sinks},
                 last_result=self.last_result,
+                drift=drift,
+                drift_alarms=standing_alarms(drift),
             )

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from lineguard.results import PublishedResult
+from lineguard.station.drift import CheckDrift
 
 StationState = Literal["created", "running", "stopped", "error"]
 
@@ -35,3 +36,5 @@ class StationStatus(BaseModel):
     store_error: str | None
     sinks: dict[str, dict[str, Any]]  # each sink's own counters
     last_result: PublishedResult | None
+    drift: list[CheckDrift]  # the active recipe's checks: watched or why not, and what moved
+    drift_alarms: list[str]  # "check/statistic" of each drift alarm standing now

@@ -10,7 +10,7 @@ can simply run again. One writer (the station's record thread) per store.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +25,28 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    aliased,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import ColumnElement
 
 from lineguard.results import Measurement
+from lineguard.store import reviews, summary
 from lineguard.store.journal import Journal, Quarantine
 from lineguard.store.records import CheckRecord, PartRecord
 from lineguard.store.statistics import (
@@ -116,6 +128,50 @@ class EventRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class ReviewRow(Base):
+    """A reviewer's verdict on a recorded part; the station's own verdict is never changed.
+    ``basis``: "sample" when the part was drawn for review (in the review queue) — only these
+    estimate the rates — or "chosen" when a reviewer picked it."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(128), index=True)
+    uid: Mapped[str] = mapped_column(String(256), index=True)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    result: Mapped[str] = mapped_column(String(8))  # good | defect
+    defect_class: Mapped[str] = mapped_column(String(64), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    basis: Mapped[str] = mapped_column(String(8))
+
+
+class QueueRow(Base):
+    """A recorded part drawn for review (``reviews.ReviewSampling``), written with the part."""
+
+    __tablename__ = "review_queue"
+    __table_args__ = (UniqueConstraint("station", "uid", name="uq_review_queue_station_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(128), index=True)
+    uid: Mapped[str] = mapped_column(String(256))
+    verdict: Mapped[str] = mapped_column(String(8))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ClaimRow(Base):
+    """A queued part a reviewer has taken (others skip it until the claim expires)."""
+
+    __tablename__ = "review_claims"
+    __table_args__ = (UniqueConstraint("station", "uid", name="uq_review_claims_station_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(128))
+    uid: Mapped[str] = mapped_column(String(256))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 # A page of parts is read in three queries (parts, their checks, their measurements), not one per row.
 _WITH_CHECKS = selectinload(PartRow.checks).selectinload(CheckRow.measurements)
 
@@ -131,6 +187,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 _TABLES = (PartRow.__table__, CheckRow.__table__, MeasurementRow.__table__)
+_SUMMARY_TABLES = summary.Tables(
+    PartRow.__table__,  # type: ignore[arg-type]
+    CheckRow.__table__,  # type: ignore[arg-type]
+    MeasurementRow.__table__,  # type: ignore[arg-type]
+    ReviewRow.__table__,  # type: ignore[arg-type]
+)
+_REVIEW_TABLES = reviews.Tables(
+    PartRow.__table__,  # type: ignore[arg-type]
+    QueueRow.__table__,  # type: ignore[arg-type]
+    ReviewRow.__table__,  # type: ignore[arg-type]
+    ClaimRow.__table__,  # type: ignore[arg-type]
+)
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -141,10 +209,18 @@ class RecordStore:
     """Parts, their checks and station events; a journal catches what the database cannot take."""
 
     def __init__(
-        self, url: str, journal: str | Path, *, connect_timeout_s: float = 3.0, retry_after_s: float = 5.0
+        self,
+        url: str,
+        journal: str | Path,
+        *,
+        connect_timeout_s: float = 3.0,
+        retry_after_s: float = 5.0,
+        review_sampling: reviews.ReviewSampling | None = None,
     ) -> None:
-        """``retry_after_s``: while parts wait in the journal, how often to try the database again."""
+        """``retry_after_s``: while parts wait in the journal, how often to try the database again;
+        ``review_sampling``: which parts enter the review queue as they are recorded (None: none)."""
         self.url = url
+        self.review_sampling = review_sampling
         self.retry_after_s = retry_after_s
         self._next_try = 0.0
         self.journal = Journal(journal)
@@ -275,6 +351,15 @@ class RecordStore:
                     continue  # already recorded (a replay after a crash between commit and consume)
                 known.add((part.station, part.uid))
                 session.add(_to_row(part, via_journal))
+                if self.review_sampling is not None and self.review_sampling.drawn(part.verdict, part.uid):
+                    session.add(
+                        QueueRow(
+                            station=part.station,
+                            uid=part.uid,
+                            verdict=part.verdict,
+                            decided_at=_utc(part.decided_at),
+                        )
+                    )
         # session.begin() commits here; with synchronous=FULL / PostgreSQL's defaults it is on disk.
 
     def add_event(self, station: str, kind: str, detail: str = "") -> None:
@@ -322,6 +407,12 @@ class RecordStore:
             row = session.scalars(query).first()
             return None if row is None else _from_row(row)
 
+    def stations(self) -> list[str]:
+        """The stations this record holds parts of."""
+        self._ensure_schema()
+        with Session(self.engine) as session:
+            return sorted(session.scalars(select(PartRow.station).distinct()))
+
     def counts(self, station: str | None = None) -> dict[str, int]:
         self._ensure_schema()
         query = select(PartRow.verdict, func.count()).group_by(PartRow.verdict)
@@ -331,16 +422,134 @@ class RecordStore:
             found = dict(session.execute(query).all())
         return {v: int(found.get(v, 0)) for v in ("OK", "REVIEW", "NG")}
 
-    def events(self, station: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(
+        self,
+        station: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Station events, newest first: of a station, in [since, until), of some kinds."""
         self._ensure_schema()
         query = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
         if station is not None:
             query = query.where(EventRow.station == station)
+        if since is not None:
+            query = query.where(EventRow.at >= _utc(since))
+        if until is not None:
+            query = query.where(EventRow.at < _utc(until))
+        if kinds is not None:
+            query = query.where(EventRow.kind.in_(list(kinds)))
         with Session(self.engine) as session:
             return [
                 {"station": e.station, "at": _aware(e.at).isoformat(), "kind": e.kind, "detail": e.detail}
                 for e in session.scalars(query)
             ]
+
+    # -- a shift's summary (lineguard.store.summary) --------------------------------------
+
+    def shift_counts(self, period: summary.Period) -> summary.ShiftCounts:
+        """Counts by recipe and verdict, by check and decision, the reasons checks could not
+        judge, the reviewers' defect classes, and the measurements with specification limits."""
+        self._ensure_schema()
+        return summary.shift_counts(self.engine, _SUMMARY_TABLES, period)
+
+    def worst_parts(self, period: summary.Period, check: str, n: int = 6) -> list[summary.Worst]:
+        self._ensure_schema()
+        return summary.worst_parts(self.engine, _SUMMARY_TABLES, period, check, n)
+
+    # -- the review queue (lineguard.store.reviews) ---------------------------------------
+
+    def review_queue(self, station: str, limit: int = 100, offset: int = 0) -> list[reviews.QueuedPart]:
+        """Parts waiting for review, oldest first."""
+        self._ensure_schema()
+        return reviews.queue(self.engine, _REVIEW_TABLES, station, limit, offset, datetime.now(UTC))
+
+    def review_queue_length(self, station: str) -> int:
+        self._ensure_schema()
+        return reviews.queue_length(self.engine, _REVIEW_TABLES, station)
+
+    def claim_review(self, station: str, reviewer: str, minutes: float) -> reviews.QueuedPart | None:
+        """The next part for ``reviewer`` (held for ``minutes``); None when nothing waits."""
+        self._ensure_schema()
+        return reviews.claim(self.engine, _REVIEW_TABLES, station, reviewer, minutes, datetime.now(UTC))
+
+    def add_review(
+        self,
+        station: str,
+        uid: str,
+        reviewer: str,
+        result: reviews.ReviewResult,
+        defect_class: str = "",
+        note: str = "",
+    ) -> reviews.Review:
+        self._ensure_schema()
+        return reviews.submit(
+            self.engine,
+            _REVIEW_TABLES,
+            station,
+            uid,
+            reviewer,
+            result,
+            defect_class,
+            note,
+            datetime.now(UTC),
+        )
+
+    def reviews_of(self, station: str, uid: str) -> list[reviews.Review]:
+        self._ensure_schema()
+        return reviews.reviews_of(self.engine, _REVIEW_TABLES, station, uid)
+
+    def review_counts(
+        self, station: str, since: datetime | None = None, until: datetime | None = None
+    ) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+        """Parts decided per verdict, and (good, defect) reviews of the sampled ones."""
+        self._ensure_schema()
+        return reviews.review_counts(self.engine, _REVIEW_TABLES, station, since, until)
+
+    def labelled_parts(
+        self,
+        station: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        station_ok: bool = True,
+        page: int = 500,
+    ) -> Iterator[tuple[PartRecord, reviews.Review | None]]:
+        """The parts a person labelled, each with its latest review, and (``station_ok``) the OK
+        parts nobody reviewed, oldest first; read a page at a time, never all at once."""
+        self._ensure_schema()
+        latest = (
+            select(func.max(ReviewRow.id).label("id"))
+            .where(ReviewRow.station == station)
+            .group_by(ReviewRow.uid)
+            .subquery()
+        )
+        review = aliased(ReviewRow, select(ReviewRow).join(latest, latest.c.id == ReviewRow.id).subquery())
+        wanted: ColumnElement[bool] = review.id.is_not(None)
+        if station_ok:
+            wanted = or_(wanted, PartRow.verdict == "OK")
+        query = (
+            select(PartRow, review)
+            .options(_WITH_CHECKS)
+            .outerjoin(review, and_(review.station == PartRow.station, review.uid == PartRow.uid))
+            .where(PartRow.station == station, wanted)
+            .order_by(PartRow.id)
+            .limit(page)
+        )
+        if since is not None:
+            query = query.where(PartRow.decided_at >= _utc(since))
+        if until is not None:
+            query = query.where(PartRow.decided_at < _utc(until))
+        after = 0
+        while True:
+            with Session(self.engine) as session:
+                rows = session.execute(query.where(PartRow.id > after)).all()
+                found = [(_from_row(part), None if r is None else _review(r)) for part, r in rows]
+            if not found:
+                return
+            after = rows[-1][0].id
+            yield from found
 
     def value_subgroups(self, grouping: Grouping, value: str = "score") -> ValueSubgroups:
         """A check's score or measurement ``value``, aggregated per subgroup by the database."""
@@ -376,6 +585,19 @@ def _check_values(source: object) -> dict[str, Any]:
     for name in ("thresholds", "timings_ms"):
         values[name] = {str(k): float(v) for k, v in (values[name] or {}).items()}
     return values
+
+
+def _review(row: ReviewRow) -> reviews.Review:
+    return reviews.Review(
+        station=row.station,
+        uid=row.uid,
+        reviewer=row.reviewer,
+        at=_aware(row.at),
+        result=row.result,  # type: ignore[arg-type]
+        defect_class=row.defect_class,
+        note=row.note,
+        basis=row.basis,  # type: ignore[arg-type]
+    )
 
 
 def _to_row(part: PartRecord, via_journal: bool) -> PartRow:

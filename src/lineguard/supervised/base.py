@@ -200,12 +200,14 @@ class SupervisedModel:
         state["seconds"] = round(time.perf_counter() - start, 2)
         return state
 
-    def _calibrate(self, scores: np.ndarray, defective: np.ndarray) -> None:
+    def _calibrate(self, scores: np.ndarray, defective: np.ndarray, prepared: np.ndarray) -> None:
         """Thresholds from the validation split, as for the anomaly models: NG where the held-out good
         parts' false-reject target sits, the REVIEW band down to the score that catches 99 % of the
-        held-out defects. Without good validation images the fixed probabilities stand."""
+        held-out defects. Without good validation images the fixed probabilities stand.
+        ``prepared``: the validation images at the network input (the drift reference's)."""
         from lineguard.decision import calibrate
 
+        self._drift_reference(prepared, scores, ~defective)
         if (~defective).sum() == 0:
             return
         calibration = calibrate(
@@ -213,6 +215,18 @@ class SupervisedModel:
         )
         self.thresholds = calibration.thresholds
         self.metadata["threshold_calibration"] = calibration.to_dict()
+
+    def _drift_reference(self, prepared: np.ndarray, scores: np.ndarray, good: np.ndarray) -> None:
+        """What the station compares its parts with: the good validation images' statistics at the
+        network input, and their scores (the bundle's drift section); none under two good images."""
+        from lineguard.spc.drift import image_statistics, reference_of
+
+        good_images = prepared[good]
+        self.metadata["drift_reference"] = (
+            reference_of([image_statistics(im) for im in good_images], scores[good])
+            if len(good_images) >= 2
+            else None
+        )
 
     # -- persistence (lineguard.model_files) ----------------------------------------------------
 

@@ -140,6 +140,9 @@ class ImageClassifier(SupervisedModel):
         )
         val_logits = self._logits(val_x)
         self.temperature = fit_temperature(val_logits, val_y)
+        good = np.isin(val_y, [self.classes.index(c) for c in self.good_classes])
+        scores = self.defect_probability(softmax(val_logits, self.temperature))
+        self._drift_reference(val_x, scores, good)
         self.metadata.update(
             n_train=len(train_y),
             n_val=len(val_y),

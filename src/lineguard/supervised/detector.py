@@ -240,7 +240,7 @@ class DefectDetector(SupervisedModel):
         pool = np.arange(len(train_x))
         state = self._train(pool, batch_loss, validate, checkpoint_dir, resume, progress, on_epoch)
         val_scores = np.asarray([d.top_score for d in self._detect_prepared(val_x)])
-        self._calibrate(val_scores, np.asarray([len(b) > 0 for b in val_b]))
+        self._calibrate(val_scores, np.asarray([len(b) > 0 for b in val_b]), val_x)
         self.metadata.update(
             n_train=len(train_x),
             n_train_boxes=int(sum(len(b) for b in train_b)),

@@ -173,7 +173,7 @@ class DefectSegmenter(SupervisedModel):
         state = self._train(pool, batch_loss, validate, checkpoint_dir, resume, progress, on_epoch)
         # A probability of 0.5 says little when thin defects only partly cover a stride-8 cell:
         # the thresholds come from the validation parts' scores instead.
-        self._calibrate(self._predict_prepared(val_x)[0], val_defect)
+        self._calibrate(self._predict_prepared(val_x)[0], val_defect, val_x)
         self.metadata.update(
             n_train=n_real,
             n_train_defect=int(train_defect[:n_real].sum()),
