@@ -32,3 +32,11 @@ if ! command -v tesseract >/dev/null 2>&1; then
             || echo "note: could not install tesseract-ocr; its tests will skip" >&2
     fi
 fi
+# The shift report's browser test opens it in Debian's headless Chromium (skips without it).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }) \
+            || echo "note: could not install chromium; the browser tests will skip" >&2
+    fi
+fi

@@ -111,3 +111,45 @@ def test_checks_that_cannot_be_watched_say_why(tmp_path: Path, station_bundle) -
         station.stop()
     assert not check.monitored and check.reference_images == 20
     assert f"{MIN_REFERENCE} are needed" in check.why_not
+
+
+def test_a_station_replaying_real_elpv_cells_raises_on_a_brightening_and_not_without(tmp_path: Path) -> None:
+    """ELPV solar cells (the PyPI sample): a bundle calibrated on 100 good cells; a line of 300 other
+    good cells, 15 % brighter from part 150 on, raises the brightness alarm within a window (100
+    parts) and a comparison (10) of the shift, dated to within 10 parts; unshifted, no alarm."""
+    pytest.importorskip("elpv_dataset")
+    from lineguard.bundle import export_bundle
+    from lineguard.data.image_io import read_image
+    from lineguard.data.readers import elpv_root, read_elpv
+    from lineguard.models import CalibrationSet, Padim
+
+    split = read_elpv(elpv_root(), seed=0)
+    good = [s.path for s in (*split.train, *split.test) if s.label == 0]
+    good = [good[i] for i in np.random.default_rng(7).permutation(len(good))[:500]]
+    model = Padim("efficientnet_lite0", (128, 128), seed=0).fit(
+        [read_image(p) for p in good[:100]],
+        calibration=CalibrationSet([read_image(p) for p in good[100:200]]),
+    )
+    bundle = export_bundle(model, tmp_path / "bundle")
+    shift_at, window, every = 150, 100, 10
+    for name, shifted in (("quiet", None), ("bright", shift_at)):
+        line = tmp_path / name / "line"
+        line.mkdir(parents=True)
+        for i, path in enumerate(good[200:500]):
+            image = read_image(path).astype(np.float32) * (
+                1.15 if shifted is not None and i >= shifted else 1.0
+            )
+            cv2.imwrite(str(line / f"p{i:04d}.png"), np.clip(image, 0, 255).astype(np.uint8))
+        config = station_config(tmp_path / name, bundle, line, drift={"window": window, "every": every})
+        run_to_end(Station(config, build_sinks(config)), timeout_s=300)
+        messages = [
+            json.loads(x) for x in (tmp_path / name / "state" / "results.jsonl").read_text().splitlines()
+        ]
+        part_at = {m["decided_at"]: i for i, m in enumerate(m for m in messages if "type" not in m)}
+        raised = [m for m in messages if m.get("type") == "drift" and m["state"] == "raised"]
+        if shifted is None:
+            assert raised == [], raised
+            continue
+        brightness = next(m for m in raised if m["statistic"] == "brightness")
+        assert shift_at < part_at[brightness["at"]] <= shift_at + window + every, part_at[brightness["at"]]
+        assert abs(part_at[brightness["since"]] - shift_at) <= 10, part_at[brightness["since"]]

@@ -1155,6 +1155,28 @@ def run(
         raise typer.Exit(1)
 
 
+def _record_period(record: str, station: str | None, since, until, archive: Path):
+    """The record (opened to read), its one station or the named one, and the period; bad input
+    (an unreachable record, an unknown station, a time range upside down) is a clear error."""
+    from lineguard.store import RecordStore
+    from lineguard.store.summary import Period
+
+    # A reader: its journal (never written) lies in a folder of its own.
+    store = RecordStore(record, Path(tempfile.mkdtemp(prefix="lineguard-read-")) / "journal.jsonl")
+    store.verify()
+    stations = store.stations()
+    if station is None:
+        if len(stations) != 1:
+            raise ValueError(f"the record holds stations {stations or 'none'}; name one with --station")
+        station = stations[0]
+    elif station not in stations:
+        raise ValueError(f"no station {station!r} in the record; it holds {stations or 'none'}")
+    if not archive.is_dir():
+        raise ValueError(f"{archive}: no image archive there (the station's store.archive)")
+    utc = [None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until)]
+    return store, Period(station, *utc)
+
+
 class HarvestFormat(StrEnum):
     folder = "folder"
     mvtec = "mvtec"
@@ -1193,28 +1215,12 @@ def harvest(
     class) or, for an unreviewed OK part, by the station. provenance.csv says, per image, the
     station, part uid, bundle sha256 and reviewer; harvest.json sums it up.
     """
-    from lineguard.store import ImageArchive, RecordStore
+    from lineguard.store import ImageArchive
     from lineguard.store.harvest import harvest as write_harvest
 
     try:
-        # A reader: its journal (never written) lies in a folder of its own.
-        store = RecordStore(record, Path(tempfile.mkdtemp(prefix="lineguard-harvest-")) / "journal.jsonl")
-        store.verify()
-        stations = store.stations()
-        if station is None:
-            if len(stations) != 1:
-                raise ValueError(f"the record holds stations {stations}; name one with --station")
-            station = stations[0]
-        elif station not in stations:
-            raise ValueError(f"no station {station!r} in the record; it holds {stations}")
-        if not archive.is_dir():
-            raise ValueError(f"{archive}: no image archive there (the station's store.archive)")
-        since_, until_ = (
-            None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until)
-        )
-        if since_ is not None and until_ is not None and since_ >= until_:
-            raise ValueError(f"empty time range: --since {since_.isoformat()} is not before --until")
-        labelled = store.labelled_parts(station, since_, until_, station_ok=station_ok)
+        store, period = _record_period(record, station, since, until, archive)
+        labelled = store.labelled_parts(period.station, period.since, period.until, station_ok=station_ok)
         where = store.engine.url.render_as_string(hide_password=True)
         result = write_harvest(
             labelled, ImageArchive(archive), out, check, format.value, test_fraction, where, progress=True
@@ -1287,6 +1293,49 @@ def compare(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
         typer.echo(f"comparison: {out}")
+
+
+@app.command()
+def report(
+    record: Annotated[
+        str, typer.Argument(metavar="RECORD_URL", help="The station's record (SQLAlchemy URL).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
+    archive: Annotated[
+        Path, typer.Option(help="The station's image archive (its store.archive; default STATE/images).")
+    ],
+    since: Annotated[
+        datetime | None, typer.Option(help="Parts decided from (ISO 8601, UTC if no zone).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Parts decided before.")] = None,
+    station: Annotated[
+        str | None, typer.Option(help="Which station; needed when the record holds several.")
+    ] = None,
+    subgroup: Annotated[int, typer.Option(min=2, help="Parts a control-chart subgroup (at least).")] = 25,
+    worst: Annotated[int, typer.Option(min=0, max=50, help="Highest-scoring parts shown per check.")] = 6,
+) -> None:
+    """Write the shift report: one self-contained HTML file (opens with no network).
+
+    Counts by verdict and recipe, Paretos of rejects, unjudged reasons and defect classes, control
+    charts with the rules that fired, capability of measured features, drift alarms, the reviewers'
+    escape and false-reject rates, and the highest-scoring parts with their heatmaps.
+    """
+    from lineguard.store import ImageArchive
+
+    try:
+        from lineguard.report import gather, render
+
+        store, period = _record_period(record, station, since, until, archive)
+        data = gather(store, ImageArchive(archive), period, size=subgroup, worst=worst, progress=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(data), encoding="utf-8")
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EVAL_MODULES:
+            raise
+        _fail(ValueError(f"report needs {exc.name}, which the line PC's install leaves out: " + EVAL_HINT))
+    typer.echo(f"{data.counts.parts} parts of {period.station}: {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()

@@ -62,6 +62,11 @@ def class_folder(label: str) -> str:
     return name or "defect"
 
 
+def file_stem(uid: str) -> str:
+    """A part uid as a file name: no path separators, no leading dot (a record is input too)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", uid).lstrip(".") or "part"
+
+
 def _in_test(uid: str, test_fraction: float) -> bool:
     """MVTec layout: a good part goes to test/good by a hash of its uid (stable, content-blind)."""
     return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") / 2**64 < test_fraction
@@ -115,7 +120,10 @@ def harvest(
                 label_from = f"review ({review.basis})"
             folder = _folder(fmt, label, part.uid, test_fraction)
             (out / folder).mkdir(parents=True, exist_ok=True)
-            name = f"{folder}/{part.uid}.png"
+            name, twin = f"{folder}/{file_stem(part.uid)}.png", 1
+            while (out / name).exists():  # two uids alike once made file names: keep both
+                twin += 1
+                name = f"{folder}/{file_stem(part.uid)}-{twin}.png"
             (out / name).write_bytes(png)
             result.written[label] += 1
             writer.writerow(
