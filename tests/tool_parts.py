@@ -55,9 +55,9 @@ PLATE_TOOL = {
     "kind": "measure",
     "features": {
         "across": {"kind": "pair", "start": [30, 70], "end": [260, 70], "region": "light", "width": 9},
-        "left": {"kind": "line", "start": [60, 170], "end": [60, 50], "search": 12, "polarity": "rising"},
-        "right": {"kind": "line", "start": [222, 170], "end": [222, 50], "search": 12, "polarity": "falling"},
-        "bore": {"kind": "circle", "centre": [160, 110], "radius": 31, "search": 8, "polarity": "rising"},
+        "left": {"kind": "line", "start": [60, 170], "end": [60, 50], "search": 14, "polarity": "rising"},
+        "right": {"kind": "line", "start": [222, 170], "end": [222, 50], "search": 14, "polarity": "falling"},
+        "bore": {"kind": "circle", "centre": [160, 110], "radius": 31, "search": 12, "polarity": "rising"},
     },
     "measurements": [
         {"name": "width", "value": "width", "of": ["across"], "nominal": 161.4, "tol": 0.5},

@@ -238,7 +238,7 @@ class MeasureTool:
             points = np.array([[e.x, e.y] for e in edges])
             if isinstance(f, LineFeature):
                 return _Found("line", line=gauge.fit_line(points), edges=edges, calipers=calipers)
-            circle = gauge.fit_circle(points)
+            circle = gauge.unblurred(gauge.fit_circle(points), edges)
             return _Found("circle", circle.centre, circle=circle, edges=edges, calipers=calipers)
         raise TypeError(f"unknown feature {f!r}")
 

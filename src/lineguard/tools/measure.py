@@ -5,9 +5,10 @@ A caliper is a rectangle from ``start`` to ``end`` of a given ``width``; the gre
 width are averaged into one profile (bilinear sampling, one sample per pixel along it), smoothed
 with a Gaussian of ``sigma`` and differentiated. Edges are the extrema of that derivative at least
 ``threshold`` grey levels per pixel strong and at least ``2 * sigma`` from either end, placed to a
-fraction of a pixel by fitting a Gaussian through the extremum and its two neighbours (the
-derivative of a blurred step is one). Directions
-follow the caliper: ``rising`` goes from dark to light from ``start`` towards ``end``.
+fraction of a pixel by fitting a Gaussian to the derivative's peak (the derivative of a blurred
+step is one), whose width also gives the blur. A circle fitted to edge points is corrected for
+the blur's pull toward its centre. Directions follow the caliper: ``rising`` goes from dark to
+light from ``start`` towards ``end``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ import numpy as np
 
 Polarity = Literal["rising", "falling", "any"]
 Select = Literal["first", "last", "strongest"]
+# The sub-pixel peak fit: samples down to this share of the peak's height, at most this many either
+# side. Chosen by the rule stated before measuring: the lowest worst-case error of a single caliper
+# pair on rendered plates over blur 0.5-3 px and noise 0.5 and 3 grey levels (0.10 of 0.05-0.5).
+PEAK_FLOOR = 0.10
+PEAK_HALF = 8
 OUTLIER_SIGMAS = 3.0  # fit points further than this many robust deviations are left out, once
 MIN_OUTLIER_PX = 0.5  # ...but never points within half a pixel of the fit
 
@@ -34,6 +40,7 @@ class Edge:
     y: float
     along: float  # pixels from the caliper's start
     amplitude: float  # signed derivative, grey levels per pixel: > 0 rising (dark to light)
+    spread: float | None = None  # sigma of the derivative's peak, px: blur and smoothing together
 
 
 @dataclass(frozen=True)
@@ -92,19 +99,44 @@ def profile(
     return samples.mean(axis=1), u, n
 
 
-def _subpixel(d: np.ndarray, i: int) -> float:
-    """Offset of the extremum at ``i`` from the Gaussian through d[i-1], d[i], d[i+1]
-    (a parabola where the three do not share a sign)."""
+def _three_point(d: np.ndarray, i: int) -> tuple[float, float | None]:
+    """Offset of the extremum at ``i`` from the Gaussian through d[i-1], d[i], d[i+1] (a parabola
+    where the three do not share a sign), and that Gaussian's width (None for the parabola)."""
     a, b, c = abs(d[i - 1]), abs(d[i]), abs(d[i + 1])
-    if a > 0 and c > 0 and np.sign(d[i - 1]) == np.sign(d[i]) == np.sign(d[i + 1]):
+    gaussian = a > 0 and c > 0 and np.sign(d[i - 1]) == np.sign(d[i]) == np.sign(d[i + 1])
+    if gaussian:
         la, lb, lc = np.log(a), np.log(b), np.log(c)
-        denominator = la - 2 * lb + lc
     else:
         la, lb, lc = a, b, c
-        denominator = a - 2 * b + c
+    denominator = la - 2 * lb + lc
     if denominator >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (la - lc) / denominator, -0.5, 0.5))
+        return 0.0, None
+    offset = float(np.clip(0.5 * (la - lc) / denominator, -0.5, 0.5))
+    return offset, float(np.sqrt(-1.0 / denominator)) if gaussian else None
+
+
+def _subpixel(d: np.ndarray, i: int) -> tuple[float, float | None]:
+    """Offset of the extremum at ``i``, and the width (sigma, px) of the derivative's peak: a
+    Gaussian fitted by weighted least squares to the log of every sample of the peak down to
+    PEAK_FLOOR of its height (weights: the samples themselves, Guo 2011, so the noisy tails count
+    little), at most PEAK_HALF samples either side; three points where the peak is that narrow.
+    Unbiased for any peak the blur makes Gaussian, where three points alone are not."""
+    sign, height = np.sign(d[i]), abs(d[i])
+    lo = hi = i
+    while lo > 0 and i - lo < PEAK_HALF and sign * d[lo - 1] >= PEAK_FLOOR * height:
+        lo -= 1
+    while hi < len(d) - 1 and hi - i < PEAK_HALF and sign * d[hi + 1] >= PEAK_FLOOR * height:
+        hi += 1
+    if hi - lo < 3:
+        return _three_point(d, i)
+    x = np.arange(lo - i, hi - i + 1, dtype=float)
+    y = sign * d[lo : hi + 1]
+    design = np.column_stack([np.ones_like(x), x, x * x]) * y[:, None]
+    # The normal equations (3 x 3): a tenth of lstsq's cost, and well conditioned on 4-17 samples.
+    _, slope, curvature = np.linalg.solve(design.T @ design, design.T @ (np.log(y) * y))
+    if curvature >= 0:
+        return _three_point(d, i)
+    return float(np.clip(-slope / (2 * curvature), -1.0, 1.0)), float(np.sqrt(-0.5 / curvature))
 
 
 def caliper_edges(
@@ -131,9 +163,12 @@ def caliper_edges(
             continue
         if (polarity == "rising" and d[i] <= 0) or (polarity == "falling" and d[i] >= 0):
             continue
-        at = i + _subpixel(d, i)
+        offset, spread = _subpixel(d, i)
+        at = i + offset
+        if spread is not None and not 2 * spread <= at <= len(d) - 1 - 2 * spread:
+            continue  # the peak runs off the caliper: cut, it would be placed wrong
         x, y = np.asarray(start, float) + at * u
-        edges.append(Edge(float(x), float(y), float(at), float(d[i])))
+        edges.append(Edge(float(x), float(y), float(at), float(d[i]), spread))
     return edges
 
 
@@ -224,6 +259,17 @@ def fit_circle(points: np.ndarray) -> Circle:
         q = geometric(points)
         residuals = np.hypot(points[:, 0] - q[0], points[:, 1] - q[1]) - q[2]
     return Circle(q[:2].copy(), float(q[2]), float(np.sqrt(np.mean(residuals**2))), len(points))
+
+
+def unblurred(circle: Circle, edges: list[Edge]) -> Circle:
+    """The circle with the blur's pull toward its centre taken out: where blur (sigma) meets a
+    curved edge, the steepest grey slope lies sigma² / 2r inside it (to first order), whichever
+    side is light; sigma is the edges' median peak width (blur and the caliper's smoothing)."""
+    spreads = [e.spread for e in edges if e.spread is not None]
+    if not spreads or circle.radius <= 0:
+        return circle
+    shift = float(np.median(np.square(spreads))) / (2 * circle.radius)
+    return Circle(circle.centre, circle.radius + shift, circle.rms, circle.used)
 
 
 def line_calipers(
