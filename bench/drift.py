@@ -131,8 +131,9 @@ def main() -> None:
         "ELPV cells through a station: a PaDiM bundle (EfficientNet-Lite0, 224 x 224) fitted on 200 "
         "good cells and calibrated on 200 others (its drift reference); the station replays 1000 "
         "further good cells (order drawn by the seed), 15 % brighter from part 500 on. Station drift "
-        "defaults: window 200, every 20 parts, raise at PSI ≥ 0.25 with KS p < 0.001, clear below "
-        'PSI 0.1. "Dated": where the alarm says the shift began, relative to part 500.',
+        "defaults: window 200, every 20 parts, raise when PSI exceeds its no-shift floor (0.09 for 200 "
+        "against 200) by 0.25 with KS p < 0.001, clear when the excess falls below 0.1. "
+        '"Dated": where the alarm says the shift began, relative to part 500.',
         "",
         "| seed | parts from shift to brightness alarm | dated | also raised after the shift | "
         "alarms, no shift |",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import textured_part
 
-from lineguard.spc.drift import DriftMonitor, image_statistics, ks_p_value, onset, psi
+from lineguard.spc.drift import DriftMonitor, image_statistics, ks_p_value, onset, psi, psi_floor
 
 T0 = datetime(2026, 12, 4, tzinfo=UTC)
 
@@ -87,3 +87,27 @@ def test_the_onset_of_a_shift_is_dated_to_within_a_few_parts() -> None:
         window = np.r_[rng.normal(0, 1, 120), rng.normal(1.5, 1, 30)]
         errors.append(onset(reference, window) - 120)
     assert np.median(np.abs(errors)) <= 2 and max(np.abs(errors)) <= 6, errors
+
+
+def test_psi_has_a_no_shift_floor_that_small_samples_must_clear() -> None:
+    """Two samples of one distribution: PSI averages (bins - 1)(1/n + 1/m), 0.35 for a reference of
+    30 against a window of 200 — above the customary 0.25 with nothing moved."""
+    rng = np.random.default_rng(5)
+    for n, m in ((30, 200), (200, 200), (2000, 200)):
+        shown = [psi(rng.normal(0, 1, n), rng.normal(0, 1, m)) for _ in range(300)]
+        floor = psi_floor(rng.normal(0, 1, n), m)
+        assert floor == pytest.approx(9 * (1 / n + 1 / m))
+        assert np.mean(shown) == pytest.approx(floor, rel=0.25), (n, m)
+
+
+def test_a_small_reference_neither_alarms_by_chance_nor_holds_an_alarm_forever() -> None:
+    """A reference of 40 calibration images: judged on PSI alone its floor (0.27) sits above the
+    clear level (0.1), so a raised alarm could never clear; judged on the excess it does."""
+    for seed in range(5):
+        rng = np.random.default_rng(200 + seed)
+        monitor = DriftMonitor({"brightness": rng.normal(100, 5, 40)}, window=200, every=20)
+        assert _stream(monitor, rng.normal(100, 5, 2000), 0) == [], seed
+        raised = _stream(monitor, rng.normal(115, 5, 400), 2000)
+        assert [e.state for e in raised] == ["raised"], seed
+        cleared = _stream(monitor, rng.normal(100, 5, 600), 2400)
+        assert [e.state for e in cleared] == ["cleared"], seed

@@ -1177,6 +1177,23 @@ def _record_period(record: str, station: str | None, since, until, archive: Path
     return store, Period(station, *utc)
 
 
+# The options every command reading a station's record shares.
+RecordUrl = Annotated[
+    str, typer.Argument(metavar="RECORD_URL", help="The station's record (SQLAlchemy URL).")
+]
+ArchiveOption = Annotated[
+    Path,
+    typer.Option("--archive", help="The station's image archive (its store.archive; default STATE/images)."),
+]
+SinceOption = Annotated[
+    datetime | None, typer.Option("--since", help="Parts decided from (ISO 8601, UTC if no zone).")
+]
+UntilOption = Annotated[datetime | None, typer.Option("--until", help="Parts decided before.")]
+StationOption = Annotated[
+    str | None, typer.Option("--station", help="Which station; needed when the record holds several.")
+]
+
+
 class HarvestFormat(StrEnum):
     folder = "folder"
     mvtec = "mvtec"
@@ -1184,26 +1201,18 @@ class HarvestFormat(StrEnum):
 
 @app.command()
 def harvest(
-    record: Annotated[
-        str, typer.Argument(metavar="RECORD_URL", help="The station's record (SQLAlchemy URL).")
-    ],
+    record: RecordUrl,
     out: Annotated[Path, typer.Option("--out", "-o", help="The dataset folder to write (new or empty).")],
-    archive: Annotated[
-        Path, typer.Option(help="The station's image archive (its store.archive; default STATE/images).")
-    ],
-    station: Annotated[
-        str | None, typer.Option(help="Which station; needed when the record holds several.")
-    ] = None,
+    archive: ArchiveOption,
+    station: StationOption = None,
     check: Annotated[
         str | None, typer.Option(help="Whose images; needed when parts have several checks.")
     ] = None,
     format: Annotated[
         HarvestFormat, typer.Option("--format", "-f", help="Dataset layout.")
     ] = HarvestFormat.folder,
-    since: Annotated[
-        datetime | None, typer.Option(help="Parts decided from (ISO 8601, UTC if no zone).")
-    ] = None,
-    until: Annotated[datetime | None, typer.Option(help="Parts decided before.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     station_ok: Annotated[
         bool, typer.Option(help="Also the OK parts nobody reviewed whose images were kept, as good.")
     ] = True,
@@ -1297,20 +1306,12 @@ def compare(
 
 @app.command()
 def report(
-    record: Annotated[
-        str, typer.Argument(metavar="RECORD_URL", help="The station's record (SQLAlchemy URL).")
-    ],
+    record: RecordUrl,
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
-    archive: Annotated[
-        Path, typer.Option(help="The station's image archive (its store.archive; default STATE/images).")
-    ],
-    since: Annotated[
-        datetime | None, typer.Option(help="Parts decided from (ISO 8601, UTC if no zone).")
-    ] = None,
-    until: Annotated[datetime | None, typer.Option(help="Parts decided before.")] = None,
-    station: Annotated[
-        str | None, typer.Option(help="Which station; needed when the record holds several.")
-    ] = None,
+    archive: ArchiveOption,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    station: StationOption = None,
     subgroup: Annotated[int, typer.Option(min=2, help="Parts a control-chart subgroup (at least).")] = 25,
     worst: Annotated[int, typer.Option(min=0, max=50, help="Highest-scoring parts shown per check.")] = 6,
 ) -> None:
@@ -1336,6 +1337,202 @@ def report(
             raise
         _fail(ValueError(f"report needs {exc.name}, which the line PC's install leaves out: " + EVAL_HINT))
     typer.echo(f"{data.counts.parts} parts of {period.station}: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+users_app = typer.Typer(help="People who log in, review and change recipes: users, roles, API tokens.")
+audit_app = typer.Typer(help="The chained audit trail of every change people made.")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+StationFile = Annotated[
+    Path, typer.Argument(metavar="STATION.yaml", help="The station whose record holds them.")
+]
+
+
+def _station_record(config_file: Path):
+    """The station's configuration and its record (the users, tokens and audit trail live there)."""
+    from lineguard.station import load_config
+    from lineguard.store import RecordStore, sqlite_url
+
+    config = load_config(config_file)
+    state = Path(config.state_dir)
+    state.mkdir(parents=True, exist_ok=True)  # users may be added before the station first runs
+    url = config.store.url or sqlite_url(state / "record.db")
+    store = RecordStore(url, Path(tempfile.mkdtemp(prefix="lineguard-users-")) / "journal.jsonl")
+    store.verify()
+    return config, store
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add")
+def users_add(
+    config_file: StationFile,
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="operator, engineer or admin.")] = "operator",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+) -> None:
+    """Add a user (the password is asked for twice, or read from standard input)."""
+    from lineguard.store.audit import record_change
+
+    try:
+        config, store = _station_record(config_file)
+        user = store.add_user(name, role, _new_password(password_stdin))
+        record_change(
+            store,
+            config.state_dir,
+            config.station,
+            _actor(),
+            "user added",
+            f"user {name}",
+            None,
+            {"role": role},
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"user {user.name} ({user.role}) added")
+
+
+@users_app.command("list")
+def users_list(config_file: StationFile) -> None:
+    """The users, their roles and whether they are disabled."""
+    try:
+        _, store = _station_record(config_file)
+        people = store.users()
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    for user in people:
+        state = "disabled" if user.disabled else "enabled"
+        typer.echo(f"{user.name}\t{user.role}\t{state}\t{user.created_at:%Y-%m-%d}")
+
+
+@users_app.command("set")
+def users_set(
+    config_file: StationFile,
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str | None, typer.Option(help="A new role.")] = None,
+    disable: Annotated[
+        bool | None, typer.Option("--disable/--enable", help="Lock the user out, or let them in.")
+    ] = None,
+    password: Annotated[bool, typer.Option(help="Set a new password (asked for).")] = False,
+    password_stdin: Annotated[bool, typer.Option(help="...read from standard input.")] = False,
+) -> None:
+    """Change a user's role, disable or enable them, or set a new password. Disabling also
+    revokes their API tokens."""
+    from lineguard.store.audit import record_change
+
+    try:
+        config, store = _station_record(config_file)
+        before = next((u for u in store.users() if u.name == name), None)
+        secret = _new_password(password_stdin) if password or password_stdin else None
+        after = store.set_user(name, role=role, disabled=disable, password=secret)
+        revoked = store.revoke_tokens(name) if disable else 0
+        changes = {"role": after.role, "disabled": after.disabled, "password changed": secret is not None}
+        previous = None if before is None else {"role": before.role, "disabled": before.disabled}
+        record_change(
+            store,
+            config.state_dir,
+            config.station,
+            _actor(),
+            "user changed",
+            f"user {name}",
+            previous,
+            changes,
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(
+        f"user {after.name}: {after.role}, {'disabled' if after.disabled else 'enabled'}"
+        + (f"; {revoked} tokens revoked" if revoked else "")
+    )
+
+
+@users_app.command("token")
+def users_token(
+    config_file: StationFile,
+    name: Annotated[str, typer.Argument(help="Whose token (an MES client can be a user of its own).")],
+    label: Annotated[str, typer.Option(help="What it is for.")] = "",
+) -> None:
+    """Issue an API token for a user: printed once, kept only as its digest. The REST API takes it
+    as `Authorization: Bearer TOKEN` with the user's role."""
+    from lineguard.store.audit import record_change
+
+    try:
+        config, store = _station_record(config_file)
+        token = store.issue_token(name, label)
+        record_change(
+            store,
+            config.state_dir,
+            config.station,
+            _actor(),
+            "token issued",
+            f"user {name}",
+            None,
+            {"label": label},
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(token)
+
+
+@audit_app.command("verify")
+def audit_verify(config_file: StationFile) -> None:
+    """Check the audit trail: every entry's hash, its link to the one before, no gaps, and that it
+    still reaches the head kept in the station's state folder. Exit 1 when it does not."""
+    from lineguard.store.audit import HEAD_FILE, check_head
+
+    try:
+        config, store = _station_record(config_file)
+        found = store.verify_audit()
+        head = check_head(
+            found,
+            lambda seq: next(iter(store.audit_entries(seq - 1, 1)), None),
+            Path(config.state_dir) / HEAD_FILE,
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    if not found.intact or head:
+        typer.secho(f"audit trail NOT intact: {found.why or head}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit trail intact: {found.entries} entries, head {found.head[:16]}…")
+
+
+@audit_app.command("export")
+def audit_export(
+    config_file: StationFile,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The CSV file to write.")],
+) -> None:
+    """Write the audit trail as CSV (seq, at, station, actor, action, target, before, after, hashes)."""
+    import csv
+
+    from lineguard.store.audit import AuditEntry
+
+    try:
+        _, store = _station_record(config_file)
+        with out.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, list(AuditEntry.__dataclass_fields__))
+            writer.writeheader()
+            after, written = 0, 0
+            while batch := store.audit_entries(after, 1000):
+                for entry in batch:
+                    writer.writerow(entry.__dict__)
+                written += len(batch)
+                after = batch[-1].seq
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"{written} audit entries: {out}")
 
 
 @app.command()

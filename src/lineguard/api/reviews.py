@@ -84,7 +84,7 @@ def add_review_routes(app: FastAPI, station: Any, authorised, reviewer) -> None:
         """Your verdict on a recorded part: good, or defect (with its class and a note). Kept beside
         the station's verdict, which it never changes; 409 while another reviewer holds the part."""
         try:
-            return station.store.add_review(
+            done = station.store.add_review(
                 station.name,
                 uid,
                 user.name,
@@ -96,6 +96,8 @@ def add_review_routes(app: FastAPI, station: Any, authorised, reviewer) -> None:
             raise HTTPException(404 if exc.kind == "unknown" else 409, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        station.audit(user.name, "review", f"part {uid}", None, review.model_dump())
+        return done
 
     @app.get("/review/parts/{uid}", response_model=list[Review], dependencies=auth)
     def reviews_of(uid: str) -> list[Review]:

@@ -76,6 +76,15 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> flo
     return float(((c - r) * np.log(c / r)).sum())
 
 
+def psi_floor(reference: np.ndarray, n_current: int, bins: int = PSI_BINS) -> float:
+    """The PSI two samples of these sizes show with no shift at all (its expectation: PSI is close
+    to a chi-square statistic on the bins, (k - 1) (1/n + 1/m)). Large shifts dwarf it; with a
+    small reference it alone passes the customary 0.1 and 0.25, so alarms are judged on the excess."""
+    reference = _finite(reference, "reference")
+    k = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1])).size + 1
+    return float((k - 1) * (1.0 / reference.size + 1.0 / max(n_current, 1)))
+
+
 def ks_p_value(reference: np.ndarray, current: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov p-value: small when the two samples differ in distribution."""
     from scipy import stats  # here: the bundle's manifest imports this module's constants
@@ -118,6 +127,7 @@ class DriftEvent:
     p_value: float
     reference_median: float
     current_median: float
+    psi_floor: float  # the PSI these sample sizes show with no shift (``psi_floor``)
 
 
 @dataclass(frozen=True)
@@ -129,14 +139,15 @@ class DriftReading:
     p_value: float
     reference_median: float
     current_median: float
+    psi_floor: float
     alarm_since: datetime | None  # the standing alarm's start; None when there is none
 
 
 class DriftMonitor:
     """Rolling windows of each statistic against its reference. An alarm rises when a full window's
-    PSI reaches ``raise_psi`` and the KS test rejects (p < ``raise_p``), and clears only when the
-    PSI falls below ``clear_psi`` (hysteresis: one noisy window does not toggle it). Windows are
-    compared every ``every`` parts."""
+    PSI exceeds its no-shift floor (``psi_floor``) by ``raise_psi`` and the KS test rejects
+    (p < ``raise_p``), and clears only when that excess falls below ``clear_psi`` (hysteresis: one
+    noisy window does not toggle it). Windows are compared every ``every`` parts."""
 
     def __init__(
         self,
@@ -183,17 +194,18 @@ class DriftMonitor:
                 continue  # too few measured values in this window to judge
             reference = self.reference[name]
             index, p = psi(reference, current), ks_p_value(reference, current)
-            medians = float(np.median(reference)), float(np.median(current))
+            floor = psi_floor(reference, current.size)
+            shown = (index, p, float(np.median(reference)), float(np.median(current)), floor)
             standing = self.raised.get(name)
-            if standing is None and index >= self.raise_psi and p < self.raise_p:
+            if standing is None and index - floor >= self.raise_psi and p < self.raise_p:
                 since = self._times[onset(reference, np.asarray(window, float))]
-                standing = DriftEvent(name, "raised", at, since, index, p, *medians)
+                standing = DriftEvent(name, "raised", at, since, *shown)
                 self.raised[name] = standing
                 events.append(standing)
-            elif standing is not None and index < self.clear_psi:
+            elif standing is not None and index - floor < self.clear_psi:
                 del self.raised[name]
-                events.append(DriftEvent(name, "cleared", at, standing.at, index, p, *medians))
+                events.append(DriftEvent(name, "cleared", at, standing.at, *shown))
                 standing = None
             alarm_since = standing.since if standing is not None else None
-            self.readings[name] = DriftReading(name, index, p, *medians, alarm_since)
+            self.readings[name] = DriftReading(name, *shown, alarm_since)
         return events

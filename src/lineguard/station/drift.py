@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -27,6 +28,7 @@ class StatisticDrift(BaseModel):
     p_value: float
     reference_median: float
     current_median: float
+    psi_floor: float  # what PSI shows with no shift at these sample sizes; alarms judge the excess
     alarm: bool
     since: datetime | None  # the standing alarm's first part; None without an alarm
 
@@ -50,7 +52,8 @@ def describe(check: str, event: DriftEvent) -> str:
     """The record's event text: which statistic moved, how far, since when."""
     moved = (
         f"{event.statistic} median {event.reference_median:.4g} (reference) -> "
-        f"{event.current_median:.4g}, PSI {event.psi:.3f}, KS p {event.p_value:.2g}"
+        f"{event.current_median:.4g}, PSI {event.psi:.3f} (no-shift floor {event.psi_floor:.3f}), "
+        f"KS p {event.p_value:.2g}"
     )
     if event.state == "raised":
         return f"check {check}: {moved}, since {event.since.isoformat()}"
@@ -134,18 +137,12 @@ class DriftWatch:
 
 
 def _readings(monitor: DriftMonitor) -> list[StatisticDrift]:
-    return [
-        StatisticDrift(
-            statistic=r.statistic,
-            psi=r.psi,
-            p_value=r.p_value,
-            reference_median=r.reference_median,
-            current_median=r.current_median,
-            alarm=r.alarm_since is not None,
-            since=r.alarm_since,
-        )
-        for r in monitor.readings.values()
-    ]
+    out = []
+    for reading in monitor.readings.values():
+        fields = asdict(reading)
+        since = fields.pop("alarm_since")
+        out.append(StatisticDrift(**fields, alarm=since is not None, since=since))
+    return out
 
 
 def standing_alarms(drift: Sequence[CheckDrift]) -> list[str]:

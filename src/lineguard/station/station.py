@@ -51,6 +51,7 @@ from lineguard.station.recording import PartRecorder
 from lineguard.station.sources import Frame, Source, open_source
 from lineguard.station.status import StationState, StationStatus
 from lineguard.store import ImageArchive, PartRecord, RecordStore, sqlite_url
+from lineguard.store.audit import record_change
 from lineguard.store.records import MAX_PART_ID_CHARS, admit_part_id, storable_text
 from lineguard.store.reviews import ReviewSampling
 
@@ -162,6 +163,12 @@ class Station:
     @property
     def recipe_names(self) -> list[str]:
         return sorted(self.config.recipes)
+
+    def audit(
+        self, actor: str, action: str, target: str, before: object = None, after: object = None
+    ) -> None:
+        """A change someone made, into the chained audit trail (its head kept in the state folder)."""
+        record_change(self.store, self.config.state_dir, self.name, actor, action, target, before, after)
 
     def changeover(self, name: str, timeout_s: float | None = None) -> None:
         """Switch recipes between parts: load the new bundles first (a bad one leaves the old recipe

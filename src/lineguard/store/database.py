@@ -9,6 +9,7 @@ can simply run again. One writer (the station's record thread) per store.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
@@ -46,7 +47,9 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ColumnElement
 
 from lineguard.results import Measurement
+from lineguard.store import audit as trail
 from lineguard.store import reviews, summary
+from lineguard.store import users as accounts
 from lineguard.store.journal import Journal, Quarantine
 from lineguard.store.records import CheckRecord, PartRecord
 from lineguard.store.statistics import (
@@ -172,6 +175,48 @@ class ClaimRow(Base):
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class UserRow(Base):
+    """A person who may log in or hold API tokens (``lineguard.store.users``)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TokenRow(Base):
+    """A user's API token, by its sha256 digest (the token itself is never stored)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class AuditRow(Base):
+    """One entry of the chained, append-only audit trail (``lineguard.store.audit``)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # ISO 8601 text: exactly what was hashed
+    station: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    before: Mapped[str] = mapped_column(Text)
+    after: Mapped[str] = mapped_column(Text)
+    previous: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+
+
 # A page of parts is read in three queries (parts, their checks, their measurements), not one per row.
 _WITH_CHECKS = selectinload(PartRow.checks).selectinload(CheckRow.measurements)
 
@@ -193,6 +238,8 @@ _SUMMARY_TABLES = summary.Tables(
     MeasurementRow.__table__,  # type: ignore[arg-type]
     ReviewRow.__table__,  # type: ignore[arg-type]
 )
+_USER_TABLES = accounts.Tables(UserRow.__table__, TokenRow.__table__)  # type: ignore[arg-type]
+_AUDIT_TABLE: Any = AuditRow.__table__
 _REVIEW_TABLES = reviews.Tables(
     PartRow.__table__,  # type: ignore[arg-type]
     QueueRow.__table__,  # type: ignore[arg-type]
@@ -238,12 +285,16 @@ class RecordStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._schema_ready = False
+        self._schema_lock = threading.Lock()
         self.last_error: str | None = None
 
     def _ensure_schema(self) -> None:
-        if not self._schema_ready:
-            Base.metadata.create_all(self.engine)
-            self._schema_ready = True
+        if self._schema_ready:
+            return
+        with self._schema_lock:  # the API's threads may all arrive first on a new database
+            if not self._schema_ready:
+                Base.metadata.create_all(self.engine)
+                self._schema_ready = True
 
     def verify(self) -> None:
         """Raise OSError, naming the database (password hidden), unless it answers and has the schema."""
@@ -446,6 +497,56 @@ class RecordStore:
                 {"station": e.station, "at": _aware(e.at).isoformat(), "kind": e.kind, "detail": e.detail}
                 for e in session.scalars(query)
             ]
+
+    # -- users, tokens and the audit trail (lineguard.store.users, .audit) -------------
+
+    def add_user(self, name: str, role: str, password: str) -> accounts.User:
+        self._ensure_schema()
+        return accounts.add_user(self.engine, _USER_TABLES, name, role, password)
+
+    def users(self) -> list[accounts.User]:
+        self._ensure_schema()
+        return accounts.users(self.engine, _USER_TABLES)
+
+    def set_user(
+        self, name: str, *, role: str | None = None, disabled: bool | None = None, password: str | None = None
+    ) -> accounts.User:
+        self._ensure_schema()
+        return accounts.set_user(
+            self.engine, _USER_TABLES, name, role=role, disabled=disabled, password=password
+        )
+
+    def check_password(self, name: str, password: str) -> accounts.User | None:
+        self._ensure_schema()
+        return accounts.check_password(self.engine, _USER_TABLES, name, password)
+
+    def issue_token(self, name: str, label: str = "") -> str:
+        self._ensure_schema()
+        return accounts.issue_token(self.engine, _USER_TABLES, name, label)
+
+    def revoke_tokens(self, name: str) -> int:
+        self._ensure_schema()
+        return accounts.revoke_tokens(self.engine, _USER_TABLES, name)
+
+    def token_user(self, token: str) -> accounts.User | None:
+        self._ensure_schema()
+        return accounts.token_user(self.engine, _USER_TABLES, token)
+
+    def audit(
+        self, station: str, actor: str, action: str, target: str, before: Any = None, after: Any = None
+    ) -> trail.AuditEntry:
+        """Append to the audit trail (raises when the database cannot take it: a change that
+        cannot be audited should not be made)."""
+        self._ensure_schema()
+        return trail.append(self.engine, _AUDIT_TABLE, station, actor, action, target, before, after)
+
+    def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[trail.AuditEntry]:
+        self._ensure_schema()
+        return trail.entries(self.engine, _AUDIT_TABLE, after_seq, limit)
+
+    def verify_audit(self) -> trail.Verification:
+        self._ensure_schema()
+        return trail.verify(self.engine, _AUDIT_TABLE)
 
     # -- a shift's summary (lineguard.store.summary) --------------------------------------
 
