@@ -36,6 +36,8 @@ def check_users(store: RecordStore) -> None:
         store.add_user("omar", "root", STRONG)
     with pytest.raises(UserError, match="user name"):
         store.add_user("../x", "operator", STRONG)
+    with pytest.raises(UserError, match="the station's own"):
+        store.add_user("station", "admin", STRONG)
     assert store.check_password("olga", STRONG) == olga
     assert store.check_password("olga", STRONG + "!") is None
     assert store.check_password("nobody", STRONG) is None

@@ -161,7 +161,12 @@ def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastA
         matches = [u for u in everyone if hmac.compare_digest(given, u.token.encode())]
         if matches:
             return matches[0]
-        person = station.store.token_user(text) if text else None  # a token issued to a user
+        try:
+            person = station.store.token_user(text) if text else None  # a token issued to a user
+        except Exception as exc:  # the record is where user tokens live: without it, say so
+            raise HTTPException(
+                503, f"cannot check the token: record unavailable ({type(exc).__name__})"
+            ) from None
         if person is None:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         return ApiUser(person.name, person.role, "")

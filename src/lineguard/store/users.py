@@ -52,9 +52,14 @@ def _hasher():
     return PasswordHasher()  # Argon2id with the library's current (RFC 9106 low-memory) parameters
 
 
+RESERVED = ("station",)  # the name the station's own (machine) token acts under
+
+
 def _check(name: str, role: str | None = None) -> None:
     if not NAME.match(name):
         raise UserError(f"user name {name!r}: 1-64 letters, digits, '.', '_', '-' or '@'")
+    if name in RESERVED:
+        raise UserError(f"user name {name!r} is the station's own; choose another")
     if role is not None and role not in ROLES:
         raise UserError(f"role {role!r}: one of {', '.join(ROLES)}")
 
