@@ -17,12 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lineguard.api.charts import RejectChartOut, ValueChartOut, VariablesKind, reject_chart, value_chart
 from lineguard.api.reviews import add_review_routes
+from lineguard.api.sessions import COOKIE, CSRF_HEADER, LoginLimiter, Sessions, csrf_ok
 from lineguard.errors import TriggerRefused
 from lineguard.station.drift import CheckDrift
 from lineguard.station.status import StationStatus
@@ -75,6 +76,17 @@ class Recipes(BaseModel):
     recipes: list[str]
 
 
+class LoginIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginOut(BaseModel):
+    user: str
+    role: str
+    csrf_token: str  # send it as X-CSRF-Token on every state-changing request of this session
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded", "error"]
     state: str
@@ -104,6 +116,7 @@ def resolve_token(env_value: str | None, token_file: Path | None, default_file: 
     return token
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # the rest change something: a session must show its CSRF token
 Role = Literal["machine", "operator", "engineer", "admin"]
 # What each role may do beyond reading. "machine": the station's own token (PLC, MES, scripts).
 MAY: dict[str, frozenset[Role]] = {
@@ -154,7 +167,13 @@ def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastA
     )
     bearer = HTTPBearer(auto_error=False)
 
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiUser:
+    sessions, limiter = Sessions(), LoginLimiter()
+
+    def authorised(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> ApiUser:
+        if credentials is None and COOKIE in request.cookies:
+            return _session_user(request)
         text = credentials.credentials if credentials else ""
         given = text.encode()
         # Every token compared, always: the time taken says nothing about which one matched.
@@ -171,6 +190,15 @@ def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastA
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         return ApiUser(person.name, person.role, "")
 
+    def _session_user(request: Request) -> ApiUser:
+        """A logged-in person: a live session, and on a state-changing request its CSRF token."""
+        session = sessions.get(request.cookies[COOKIE])
+        if session is None:
+            raise HTTPException(401, "session expired or unknown: log in again")
+        if request.method not in SAFE_METHODS and not csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header for this session")
+        return ApiUser(session.user, session.role, "")  # type: ignore[arg-type]
+
     def allowed(action: str):
         def check(user: Annotated[ApiUser, Depends(authorised)]) -> ApiUser:
             if user.role not in MAY[action]:
@@ -184,6 +212,38 @@ def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastA
 
     auth = [Depends(authorised)]
     control = [Depends(allowed("control"))]
+
+    @app.post("/login", response_model=LoginOut)
+    def login(body: LoginIn, request: Request, response: Response) -> LoginOut:
+        """A person's name and password: a session cookie (HttpOnly, SameSite=Strict; Secure over
+        HTTPS) and the CSRF token to send as X-CSRF-Token on every change. After 5 wrong passwords
+        within 5 minutes for a name or from an address: 429 until the window passes."""
+        keys = (f"name:{body.name}", f"addr:{request.client.host if request.client else '?'}")
+        wait = limiter.retry_after(*keys)
+        if wait > 0:
+            raise HTTPException(
+                429, "too many wrong passwords: try later", headers={"Retry-After": str(int(wait) + 1)}
+            )
+        user = station.store.check_password(body.name, body.password)
+        if user is None:
+            limiter.failed(*keys)
+            station.audit(body.name, "login refused", f"user {body.name}", None, {"from": keys[1]})
+            raise HTTPException(401, "wrong name or password")
+        limiter.succeeded(keys[0])
+        sid, session = sessions.open(user.name, user.role)
+        response.set_cookie(
+            COOKIE, sid, max_age=int(sessions.seconds), httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", path="/",
+        )  # fmt: skip
+        station.audit(user.name, "login", f"user {user.name}", None, {"from": keys[1]})
+        return LoginOut(user=user.name, role=user.role, csrf_token=session.csrf)
+
+    @app.post("/logout", status_code=204, response_class=Response)
+    def logout(request: Request, user: Annotated[ApiUser, Depends(authorised)]) -> Response:
+        sessions.close(request.cookies.get(COOKIE, ""))
+        done = Response(status_code=204)
+        done.delete_cookie(COOKIE, path="/")
+        return done
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
