@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import httpx
 import numpy as np
@@ -42,14 +44,31 @@ def served(station_bundle, tmp_path):
 
 
 def test_token_is_required_everywhere_but_health(served):
-    client, _, _ = served
+    """Every route but /health and /login refuses a caller without credentials — the schema and
+    the docs included — and the docs load nothing from outside the station."""
+    client, station, _ = served
     assert client.get("/health").json() == {"status": "ok", "state": "running", "problems": []}
-    for path in ("/status", "/counters", "/results", "/recipes", "/metrics"):
-        assert client.get(path).status_code == 401
-        assert client.get(path, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"}).status_code == 401
-    assert client.post("/recipes/B/activate").status_code == 401
-    schema = client.get("/openapi.json").json()
+    schema = client.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert {"/results", "/results/{uid}", "/results/{uid}/image", "/metrics"} <= set(schema["paths"])
+    open_paths = {"/health", "/login"}
+    app = create_app(station, TOKEN)
+    routes = [r for r in app.routes if hasattr(r, "methods")]
+    assert {r.path for r in routes} >= {"/openapi.json", "/docs", "/redoc", "/docs-assets/{name}"}
+    for route in routes:
+        if route.path in open_paths:
+            continue
+        path = route.path.replace("{uid}", "u1").replace("{name}", "swagger-ui.css").replace("{check}", "c")
+        for method in route.methods - {"HEAD"}:
+            for headers in ({}, {"Authorization": "Bearer wrong-token-xxxxxxxx"}):
+                answer = client.request(method, path, headers=headers)
+                assert answer.status_code == 401, (method, path, answer.status_code)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for page in ("/docs", "/redoc"):
+        html = client.get(page, headers=auth).text
+        assert "/docs-assets/" in html and not re.search(r"""(src|href)=["']https?://""", html), page
+    script = client.get("/docs-assets/swagger-ui-bundle.js", headers=auth)
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert client.get("/docs-assets/../pyproject.toml", headers=auth).status_code == 404
 
 
 def test_results_counters_images_metrics_and_changeover(served):

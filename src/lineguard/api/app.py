@@ -1,9 +1,10 @@
 """REST API for MES/ERP (FastAPI): health, status, counters, results, images, control charts, drift,
 the review queue, recipes, Prometheus metrics.
 
-Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``: the station's token (the
-machine's) or a configured user's, whose role says what they may do beyond reading. The
-OpenAPI schema is at ``/openapi.json`` (and interactive docs at ``/docs``).
+Every endpoint but ``/health`` and ``/login`` needs ``Authorization: Bearer <token>`` (the
+station's machine token or a user's) or a logged-in session cookie; the caller's role says what
+they may do beyond reading. The OpenAPI schema is at ``/openapi.json``, interactive docs at
+``/docs`` and ``/redoc``, all behind the same authentication and served without a CDN.
 """
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time,
 # and the auth dependency is a local of create_app.
@@ -164,6 +165,10 @@ def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastA
         title="LineGuard station API",
         version="1",
         description="Results, images, counters and recipe changeover of one inspection station.",
+        # The schema and the docs are served below, behind the same authentication as the rest.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     bearer = HTTPBearer(auto_error=False)
 
@@ -401,11 +406,63 @@ def create_app(station: Any, token: str, users: Sequence[ApiUser] = ()) -> FastA
 
     add_review_routes(app, station, authorised, allowed("review"))
 
+    add_docs_routes(app, auth)
+
     @app.get("/metrics", dependencies=auth, response_class=Response)
     def metrics() -> Response:
         return Response(prometheus_text(station), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+DOCS_ASSETS = {  # the files of fastapi-offline's static folder /docs and /redoc load, and their types
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "redoc.standalone.js": "text/javascript",
+    "favicon.png": "image/png",
+}
+
+
+def add_docs_routes(app: FastAPI, auth: list) -> None:
+    """The OpenAPI schema, Swagger UI and ReDoc, every asset served from the installed package
+    (nothing from a CDN) and behind authentication: a logged-in browser sends its session cookie
+    with each load, a script its bearer token."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=auth, include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", dependencies=auth, include_in_schema=False)
+    def redoc() -> Response:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get("/docs-assets/{name}", dependencies=auth, include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in DOCS_ASSETS:
+            raise HTTPException(404, f"no docs asset {name!r}")
+        import fastapi_offline
+
+        data = (Path(fastapi_offline.__file__).parent / "static" / name).read_bytes()
+        return Response(
+            data, media_type=DOCS_ASSETS[name], headers={"Cache-Control": "private, max-age=86400"}
+        )
 
 
 def prometheus_text(station: Any) -> str:
