@@ -97,7 +97,8 @@ def run_one(config_file: Path) -> dict:
         on_tick=lambda st: samples.append((time.monotonic() - start, rss_mb(), st.counters["parts"])),
         api=False,
     )
-    lines = [json.loads(x) for x in Path(config.sinks.jsonl.path).read_text().splitlines()]
+    messages = [json.loads(x) for x in Path(config.sinks.jsonl.path).read_text().splitlines()]
+    lines = [m for m in messages if "type" not in m]  # parts; a drift alarm is "type": "drift"
     decided = np.array([datetime.fromisoformat(r["decided_at"]).timestamp() for r in lines])
     latencies = np.array([r["latency_ms"] for r in lines])
     # Sustained rate: parts between the 10th and the last decision (start-up excluded).

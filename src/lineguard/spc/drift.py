@@ -162,6 +162,9 @@ class DriftMonitor:
             raise ValueError("a drift window needs at least 20 parts and a step of at least 1")
         if not 0 < clear_psi < raise_psi:
             raise ValueError(f"clear_psi {clear_psi} must lie between 0 and raise_psi {raise_psi}")
+        # scipy.stats takes a second and 50 MB to import: at start-up, not in the first comparison
+        # (at a station that is the decide thread, with a part waiting).
+        from scipy import stats  # noqa: F401
         self.reference = {name: _finite(values, f"reference {name}") for name, values in reference.items()}
         self.window, self.every = window, every
         self.raise_psi, self.clear_psi, self.raise_p = raise_psi, clear_psi, raise_p
