@@ -165,6 +165,7 @@ class DriftMonitor:
         # scipy.stats takes a second and 50 MB to import: at start-up, not in the first comparison
         # (at a station that is the decide thread, with a part waiting).
         from scipy import stats  # noqa: F401
+
         self.reference = {name: _finite(values, f"reference {name}") for name, values in reference.items()}
         self.window, self.every = window, every
         self.raise_psi, self.clear_psi, self.raise_p = raise_psi, clear_psi, raise_p
