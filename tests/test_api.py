@@ -29,6 +29,7 @@ def served(station_bundle, tmp_path):
         recipes={"A": {"checks": [{"name": "surface", **check}]}, "B": {"checks": [{"name": "b", **check}]}},
         recipe="A",
         store={"keep_ok_every": 0},
+        review={"ok_every": 0},  # no OK part drawn for review either: none keeps its image
     )
     station = Station(config, build_sinks(config))
     station.start()

@@ -42,7 +42,11 @@ def recorded(tmp_path: Path, station: str = "test-line"):
 def test_parts_decided_recorded_then_reported(station_bundle, tmp_path):
     truth = write_line(tmp_path / "line", 20)
     (tmp_path / "line" / "p900.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a torn file
-    config = station_config(tmp_path, station_bundle, tmp_path / "line", store={"keep_ok_every": 5})
+    # No OK part drawn for review: a drawn part keeps its image whatever the retention says.
+    review = {"ok_every": 0, "ng_every": 10}
+    config = station_config(
+        tmp_path, station_bundle, tmp_path / "line", store={"keep_ok_every": 5}, review=review
+    )
     station = run_to_end(Station(config, build_sinks(config)))
     parts, events = recorded(tmp_path)
     lines = reported(tmp_path)
