@@ -153,3 +153,21 @@ def test_a_station_replaying_real_elpv_cells_raises_on_a_brightening_and_not_wit
         brightness = next(m for m in raised if m["statistic"] == "brightness")
         assert shift_at < part_at[brightness["at"]] <= shift_at + window + every, part_at[brightness["at"]]
         assert abs(part_at[brightness["since"]] - shift_at) <= 10, part_at[brightness["since"]]
+
+
+def test_a_failing_drift_monitor_never_stops_the_line(tmp_path: Path, station_bundle, monkeypatch) -> None:
+    from lineguard.station.drift import DriftWatch
+
+    def broken(self, check, values, at):
+        raise RuntimeError("a bug in drift monitoring")
+
+    monkeypatch.setattr(DriftWatch, "update", broken)
+    line = tmp_path / "line"
+    line.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(line / f"p{i}.png"), textured_part(rng))
+    config = station_config(tmp_path, station_bundle, line)
+    station = run_to_end(Station(config, build_sinks(config)))
+    assert station.state != "error" and station.counters["parts"] == 5
+    assert station.counters["drift_errors"] == 5

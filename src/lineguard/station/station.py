@@ -146,6 +146,7 @@ class Station:
             "reported": 0,
             "cascade_run": 0,
             "cascade_skipped": 0,
+            "drift_errors": 0,  # drift monitoring that failed on a part (the part is decided regardless)
         }
         self._latencies: deque[float] = deque(maxlen=5000)
         self._decided_times: deque[float] = deque(maxlen=5000)  # the rate over the last minute
@@ -562,7 +563,11 @@ class Station:
             except Exception as exc:  # a broken sink must not stop the record or the other sinks
                 log.error("sink %s: %s", type(sink).__name__, exc)
         self.counters["reported"] += 1
-        self._watch_drift(record, flight)
+        try:
+            self._watch_drift(record, flight)
+        except Exception:  # watching for drift must never stop the line from deciding
+            self.counters["drift_errors"] += 1
+            log.exception("drift monitoring, part %s", record.uid)
 
     def _watch_drift(self, record: PartRecord, flight: PartInFlight) -> None:
         """Each judged check's statistics into its drift monitor (in decide order); an alarm that
