@@ -1155,15 +1155,22 @@ def run(
         raise typer.Exit(1)
 
 
+def _open_record(url: str):
+    """The record at ``url``, checked reachable; a command's journal (never written: commands
+    record no parts) lies in a folder of its own."""
+    from lineguard.store import RecordStore
+
+    store = RecordStore(url, Path(tempfile.mkdtemp(prefix="lineguard-read-")) / "journal.jsonl")
+    store.verify()
+    return store
+
+
 def _record_period(record: str, station: str | None, since, until, archive: Path):
     """The record (opened to read), its one station or the named one, and the period; bad input
     (an unreachable record, an unknown station, a time range upside down) is a clear error."""
-    from lineguard.store import RecordStore
     from lineguard.store.summary import Period
 
-    # A reader: its journal (never written) lies in a folder of its own.
-    store = RecordStore(record, Path(tempfile.mkdtemp(prefix="lineguard-read-")) / "journal.jsonl")
-    store.verify()
+    store = _open_record(record)
     stations = store.stations()
     if station is None:
         if len(stations) != 1:
@@ -1351,15 +1358,12 @@ StationFile = Annotated[
 def _station_record(config_file: Path):
     """The station's configuration and its record (the users, tokens and audit trail live there)."""
     from lineguard.station import load_config
-    from lineguard.store import RecordStore, sqlite_url
+    from lineguard.store import sqlite_url
 
     config = load_config(config_file)
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True)  # users may be added before the station first runs
-    url = config.store.url or sqlite_url(state / "record.db")
-    store = RecordStore(url, Path(tempfile.mkdtemp(prefix="lineguard-users-")) / "journal.jsonl")
-    store.verify()
-    return config, store
+    return config, _open_record(config.store.url or sqlite_url(state / "record.db"))
 
 
 def _actor() -> str:

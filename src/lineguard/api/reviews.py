@@ -113,12 +113,12 @@ def add_review_routes(app: FastAPI, station: Any, authorised, reviewer) -> None:
         """Escape and false-reject rates of the deployed thresholds over the parts decided in
         [since, until), from the reviews of the sampled parts, with 95 % intervals."""
         from lineguard.spc.review import review_rates
+        from lineguard.store.summary import Period
 
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise HTTPException(422, f"{name} needs a time zone (e.g. 2026-11-28T08:00:00Z)")
-        if since is not None and until is not None and since >= until:
-            raise HTTPException(422, f"empty time range: since {since.isoformat()} is not before until")
+        try:  # the one check of a period: both ends with a time zone, since before until
+            Period(station.name, since, until)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
         decided, reviewed = station.store.review_counts(station.name, since, until)
         rates = review_rates(decided, reviewed)
         return ReviewStatisticsOut.model_validate({"since": since, "until": until, **asdict(rates)})

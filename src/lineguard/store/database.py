@@ -51,7 +51,7 @@ from lineguard.store import audit as trail
 from lineguard.store import reviews, summary
 from lineguard.store import users as accounts
 from lineguard.store.journal import Journal, Quarantine
-from lineguard.store.records import CheckRecord, PartRecord
+from lineguard.store.records import CheckRecord, PartRecord, stored_utc
 from lineguard.store.statistics import (
     Grouping,
     RejectSubgroups,
@@ -494,7 +494,7 @@ class RecordStore:
             query = query.where(EventRow.kind.in_(list(kinds)))
         with Session(self.engine) as session:
             return [
-                {"station": e.station, "at": _aware(e.at).isoformat(), "kind": e.kind, "detail": e.detail}
+                {"station": e.station, "at": stored_utc(e.at).isoformat(), "kind": e.kind, "detail": e.detail}
                 for e in session.scalars(query)
             ]
 
@@ -693,7 +693,7 @@ def _review(row: ReviewRow) -> reviews.Review:
         station=row.station,
         uid=row.uid,
         reviewer=row.reviewer,
-        at=_aware(row.at),
+        at=stored_utc(row.at),
         result=row.result,  # type: ignore[arg-type]
         defect_class=row.defect_class,
         note=row.note,
@@ -724,15 +724,10 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything LineGuard stores is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _from_row(row: PartRow) -> PartRecord:
     return PartRecord(
         **{name: getattr(row, name) for name in PART_FIELDS},
-        decided_at=_aware(row.decided_at),
+        decided_at=stored_utc(row.decided_at),
         checks=tuple(_check_from_row(c) for c in sorted(row.checks, key=lambda c: c.id)),
     )
 

@@ -10,7 +10,6 @@ already the check's crops. Labels: a part's latest review (good, or its defect c
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Literal
 
 from lineguard.errors import DataError
 from lineguard.store.archive import ImageArchive
-from lineguard.store.records import PartRecord
+from lineguard.store.records import PartRecord, uid_draw
 from lineguard.store.reviews import Review
 
 HarvestFormat = Literal["folder", "mvtec"]
@@ -69,7 +68,7 @@ def file_stem(uid: str) -> str:
 
 def _in_test(uid: str, test_fraction: float) -> bool:
     """MVTec layout: a good part goes to test/good by a hash of its uid (stable, content-blind)."""
-    return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") / 2**64 < test_fraction
+    return uid_draw(uid) / 2**64 < test_fraction
 
 
 def harvest(

@@ -126,3 +126,19 @@ class PartRecord:
             recipe=doc.get("recipe", ""),
             decided_at=datetime.fromisoformat(doc["decided_at"]),
         )
+
+
+def stored_utc(value: datetime | str) -> datetime:
+    """A time read back from the record: SQLite hands back naive datetimes (and MIN() of one as
+    text); everything LineGuard stores is UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def uid_draw(uid: str) -> int:
+    """A 64-bit number drawn from a part's uid (sha256): the same on every replay, blind to what
+    the part looks like — the review queue's sample and the harvest's test split use it."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big")

@@ -11,14 +11,15 @@ review.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Table, and_, delete, exists, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+
+from lineguard.store.records import stored_utc, uid_draw
 
 ReviewResult = Literal["good", "defect"]
 MAX_NOTE_CHARS = 2000
@@ -55,7 +56,7 @@ class ReviewSampling:
         every = {"OK": self.ok_every, "NG": self.ng_every}.get(verdict, 0)
         if not every:
             return False
-        return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") % every == 0
+        return uid_draw(uid) % every == 0
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,6 @@ class Tables:
     queue: Table
     reviews: Table
     claims: Table
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _waiting(t: Tables, station: str):
@@ -137,9 +133,9 @@ def _queued_part(row) -> QueuedPart:
         verdict=row["verdict"],
         reason=row["reason"],
         recipe=row["recipe"],
-        decided_at=_aware(row["decided_at"]),
+        decided_at=stored_utc(row["decided_at"]),
         claimed_by=row["reviewer"],
-        claimed_until=None if row["until"] is None else _aware(row["until"]),
+        claimed_until=None if row["until"] is None else stored_utc(row["until"]),
     )
 
 
@@ -230,7 +226,7 @@ def reviews_of(engine: Engine, t: Tables, station: str, uid: str) -> list[Review
     query = select(reviews).where(reviews.c.station == station, reviews.c.uid == uid).order_by(reviews.c.id)
     with engine.connect() as connection:
         return [
-            Review(**{k: row[k] for k in Review.__dataclass_fields__} | {"at": _aware(row["at"])})
+            Review(**{k: row[k] for k in Review.__dataclass_fields__} | {"at": stored_utc(row["at"])})
             for row in connection.execute(query).mappings()
         ]
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement
 
 from lineguard.spc.subgroups import Subgroups
+from lineguard.store.records import stored_utc
 
 MAX_SUBGROUPS = 1_000_000  # a chart of more points than this is a query mistake, not a chart
 
@@ -105,7 +106,7 @@ def value_subgroups(engine: Engine, tables, grouping: Grouping, value: str = "sc
         std=np.sqrt(np.maximum(variance, 0.0)),
         range=np.array([r.high - r.low for r in rows], float),
     )
-    return ValueSubgroups(tuple(_aware(r.start) for r in rows), stats)
+    return ValueSubgroups(tuple(stored_utc(r.start) for r in rows), stats)
 
 
 def reject_subgroups(
@@ -124,7 +125,7 @@ def reject_subgroups(
             f"station {grouping.station!r}, check {grouping.check!r}: no recorded parts in this range"
         )
     return RejectSubgroups(
-        tuple(_aware(r.start) for r in rows),
+        tuple(stored_utc(r.start) for r in rows),
         np.array([r.total for r in rows], float),
         np.array([r.n for r in rows], float),
     )
@@ -174,9 +175,3 @@ def _epoch(column, engine: Engine):
     if engine.dialect.name == "sqlite":
         return cast(func.strftime("%s", column), BigInteger)
     return cast(func.floor(func.extract("epoch", column)), BigInteger)
-
-
-def _aware(value) -> datetime:
-    if isinstance(value, str):  # SQLite hands MIN() of a datetime back as its text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

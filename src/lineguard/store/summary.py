@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Table, and_, desc, func, select
 from sqlalchemy.engine import Engine
 
+from lineguard.store.records import stored_utc
+
 
 @dataclass(frozen=True)
 class Period:
@@ -173,9 +175,7 @@ def worst_parts(engine: Engine, t: Tables, period: Period, check: str, n: int) -
     )
     with engine.connect() as connection:
         return [
-            Worst(
-                uid, part_id, verdict, float(score), at if at.tzinfo else at.replace(tzinfo=UTC), image, heat
-            )
+            Worst(uid, part_id, verdict, float(score), stored_utc(at), image, heat)
             for uid, part_id, verdict, score, at, image, heat in connection.execute(query)
         ]
 

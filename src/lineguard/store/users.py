@@ -20,6 +20,8 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from lineguard.store.records import stored_utc
+
 Role = Literal["operator", "engineer", "admin"]
 ROLES: tuple[Role, ...] = ("operator", "engineer", "admin")
 NAME = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
@@ -96,8 +98,7 @@ def users(engine: Engine, t: Tables) -> list[User]:
 
 
 def _user(row) -> User:
-    at = row["created_at"]
-    return User(row["name"], row["role"], bool(row["disabled"]), at if at.tzinfo else at.replace(tzinfo=UTC))
+    return User(row["name"], row["role"], bool(row["disabled"]), stored_utc(row["created_at"]))
 
 
 def user(engine: Engine, t: Tables, name: str) -> User:
