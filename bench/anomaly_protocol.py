@@ -326,24 +326,31 @@ def measure(scores_cal, scores_cal_defects, scores_syn, scores_test, labels, map
     return row
 
 
-def run_dataset(key, fmt, path, seed, candidates, args) -> dict[str, dict]:
-    import torch
+def protocol_split(key: str, fmt: str, path: Path, seed: int, max_train: int):
+    """(split, fitting goods, held-out calibration goods, test samples) as every protocol row uses them."""
+    import random
 
     from lineguard.data import open_dataset
     from lineguard.data.readers import split_good
     from lineguard.data.seen import SeenImages, content_digests
-    from lineguard.metrics import image_auroc, resize_mask
 
-    torch.set_num_threads(args.threads)
     split = open_dataset(path, fmt, seed=seed)
     fit_s, cal_s = split_good(split.train, 0.2, seed)
-    if len(fit_s) > args.max_train:
-        import random
-
-        fit_s = sorted(random.Random(seed).sample(fit_s, args.max_train), key=lambda s: str(s.path))
+    if len(fit_s) > max_train:
+        fit_s = sorted(random.Random(seed).sample(fit_s, max_train), key=lambda s: str(s.path))
     # As `evaluate` does: no test image that is, by content, one the training side holds.
     seen = SeenImages(frozenset(content_digests(s.path for s in (*split.train, *split.calibration_defects))))
     test = seen.leave_out(list(split.test), key)[0]
+    return split, fit_s, cal_s, test
+
+
+def run_dataset(key, fmt, path, seed, candidates, args) -> dict[str, dict]:
+    import torch
+
+    from lineguard.metrics import image_auroc, resize_mask
+
+    torch.set_num_threads(args.threads)
+    split, fit_s, cal_s, test = protocol_split(key, fmt, path, seed, args.max_train)
     labels = np.array([s.label for s in test], bool)
     results: dict[str, dict] = {}
     scores: dict[str, dict] = {}
