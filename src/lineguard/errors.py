@@ -33,3 +33,12 @@ class TriggerRefused(LineGuardError, ValueError):
     def __init__(self, why: str, kind: str) -> None:
         self.kind = kind
         super().__init__(why)
+
+
+class JobRefused(LineGuardError, ValueError):
+    """A job change (recipe by number, from a PLC) the station does not make; ``code`` is the
+    ``ErrorCode`` the PLC sees (JOB_UNKNOWN, JOB_REFUSED)."""
+
+    def __init__(self, why: str, code: int) -> None:
+        self.code = code
+        super().__init__(why)

@@ -118,6 +118,22 @@ class ErrorCode(IntEnum):
     SOURCE_FAILED = 3  # a camera or image source stopped
     STOPPED = 4
     TRIGGER_REFUSED = 5  # a trigger that could not give a part (part ID over the limit, no such source)
+    JOB_UNKNOWN = 6  # the PLC asked for a job number no recipe has
+    JOB_REFUSED = 7  # a job change asked mid-part (Trigger or TriggerAck still set) or that failed to load
+    COMMAND_INVALID = 8  # the PLC's command area held something no command means (ignored whole)
+    PLC_LINK_LOST = 9  # the station held itself because its PLC link dropped (``on_plc_lost: hold``)
+
+
+# Errors the PLC clears with ErrorReset; the others clear when their cause does.
+RESETTABLE_ERRORS = frozenset(
+    {
+        ErrorCode.RESULT_BUFFER_OVERFLOW,
+        ErrorCode.TRIGGER_REFUSED,
+        ErrorCode.JOB_UNKNOWN,
+        ErrorCode.JOB_REFUSED,
+        ErrorCode.COMMAND_INVALID,
+    }
+)
 
 
 @dataclass(frozen=True)

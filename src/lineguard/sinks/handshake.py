@@ -11,6 +11,13 @@ buffered result is presented. Results wait in a small buffer while the PLC is
 busy; when it is full, newer results are not presented (they are recorded all
 the same), Error is set with ``ErrorCode.RESULT_BUFFER_OVERFLOW`` and the gap shows
 in the sequence numbers.
+
+Job change: the PLC writes the job number and sets JobChange; the station sets JobBusy, switches
+to the recipe with that job number (parts in flight finish under the old one), then clears JobBusy
+and sets JobAck; the PLC clears JobChange; the station clears JobAck. JobActive says which job
+runs. A job change while the trigger cycle is open (Trigger or TriggerAck set: mid-part), for a
+number no recipe has, or that fails to load is answered with JobAck and Error (``JOB_REFUSED`` /
+``JOB_UNKNOWN``), and the running job stays.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lineguard.errors import TriggerRefused
-from lineguard.results import ErrorCode, PublishedResult
+from lineguard.errors import JobRefused, TriggerRefused
+from lineguard.results import RESETTABLE_ERRORS, ErrorCode, PublishedResult
 
 
 @dataclass(frozen=True)
@@ -34,14 +41,29 @@ class HandshakeState:
     current: PublishedResult | None
     buffered: int
     counters: dict[str, int] = field(default_factory=dict)  # total, OK, NG, REVIEW, overflowed
+    job: int = 0  # the running job's number (0: the recipe has none)
+    job_busy: bool = False
+    job_ack: bool = False
 
 
 class Handshake:
-    def __init__(self, buffer_size: int, on_trigger: Callable[[str | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        buffer_size: int,
+        on_trigger: Callable[[str | None], None] | None = None,
+        on_job: Callable[[int], None] | None = None,
+    ) -> None:
         if buffer_size <= 0:
             raise ValueError("the result buffer holds at least one result")
         self.buffer_size = buffer_size
         self.on_trigger = on_trigger
+        # Makes the change (blocking) or raises JobRefused; called outside the lock, on the thread
+        # that calls ``set_job_change`` (a PLC link gives it a thread of its own).
+        self.on_job = on_job
+        self._job = 0
+        self._job_change = False
+        self._job_busy = False
+        self._job_ack = False
         self._lock = threading.Lock()
         self._pending: deque[PublishedResult] = deque()
         self._current: PublishedResult | None = None
@@ -54,6 +76,15 @@ class Handshake:
         self._counters = {"total": 0, "OK": 0, "NG": 0, "REVIEW": 0, "overflowed": 0}
 
     # -- station side ------------------------------------------------------------------
+
+    def set_job(self, number: int) -> None:
+        """The job now running (the station says so at start and after every changeover)."""
+        with self._lock:
+            self._job = number
+
+    def set_error(self, code: ErrorCode) -> None:
+        with self._lock:
+            self._error_code = code
 
     def set_ready(self, ready: bool, error_code: ErrorCode | None = None) -> None:
         with self._lock:
@@ -95,6 +126,37 @@ class Handshake:
                     self._counters["refused"] = self._counters.get("refused", 0) + 1
                     self._error_code = ErrorCode.TRIGGER_REFUSED
 
+    def set_job_change(self, value: bool, number: int) -> None:
+        """JobChange from the PLC with the job number it wrote: a rising edge asks for the change."""
+        with self._lock:
+            rising = value and not self._job_change and not self._job_busy and not self._job_ack
+            self._job_change = value
+            if not value:
+                self._job_ack = False
+            if not rising:
+                return
+            if self._trigger or self._trigger_ack:
+                self._error_code = ErrorCode.JOB_REFUSED
+                self._counters["jobs_refused"] = self._counters.get("jobs_refused", 0) + 1
+                self._job_ack = True
+                return
+            self._job_busy = True
+        code: ErrorCode | None = None
+        try:
+            if self.on_job is not None:
+                self.on_job(number)
+        except JobRefused as exc:
+            code = ErrorCode(exc.code)
+        with self._lock:
+            self._job_busy = False
+            self._job_ack = self._job_change  # the PLC may have given up meanwhile: nothing to answer
+            if code is None:
+                self._job = number
+                self._counters["jobs"] = self._counters.get("jobs", 0) + 1
+            else:
+                self._error_code = code
+                self._counters["jobs_refused"] = self._counters.get("jobs_refused", 0) + 1
+
     def set_result_ack(self, value: bool) -> None:
         with self._lock:
             if value and not self._ack and self._result_valid:
@@ -106,7 +168,7 @@ class Handshake:
 
     def reset_error(self) -> None:
         with self._lock:
-            if self._error_code in (ErrorCode.RESULT_BUFFER_OVERFLOW, ErrorCode.TRIGGER_REFUSED):
+            if self._error_code in RESETTABLE_ERRORS:
                 self._error_code = ErrorCode.NONE
 
     def state(self) -> HandshakeState:
@@ -120,4 +182,7 @@ class Handshake:
                 current=self._current,
                 buffered=len(self._pending),
                 counters=dict(self._counters),
+                job=self._job,
+                job_busy=self._job_busy,
+                job_ack=self._job_ack,
             )

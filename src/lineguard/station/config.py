@@ -184,6 +184,9 @@ class CheckConfig(_Strict):
 
 class RecipeConfig(_Strict):
     checks: list[CheckConfig] = Field(min_length=1)
+    job: int | None = Field(
+        None, ge=1, le=32767, description="the number a PLC selects this recipe by (job change)"
+    )
     on_missing: Literal["REVIEW", "NG"] = Field("NG", description="a check with no result by the deadline")
     on_failed: Literal["REVIEW", "NG"] = Field(
         "NG", description="a check that failed: decode, model, overload"
@@ -271,11 +274,52 @@ class ModbusSinkConfig(_Strict):
     result_buffer: int = Field(16, gt=0)
 
 
+class PlcLinkConfig(_Strict):
+    """What every PLC the station polls as a client shares: timing, the watchdog, the buffer."""
+
+    poll_ms: float = Field(
+        10.0, ge=1, le=1000, description="one read of the command area and one write of the result each"
+    )
+    timeout_s: float = Field(1.0, gt=0, le=60, description="a read or write not answered by then: link lost")
+    reconnect_s: float = Field(0.5, gt=0, le=60, description="wait between attempts to reconnect")
+    plc_heartbeat_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="the PLC's heartbeat must change this often, else the link counts as lost "
+        "(null: not watched)",
+    )
+    on_plc_lost: Literal["continue", "hold"] = Field(
+        "continue",
+        description="continue: keep inspecting, deliver the results in order on reconnect; "
+        "hold: refuse new parts until the link is back (a station event either way)",
+    )
+    result_buffer: int = Field(
+        1024, gt=0, le=100_000, description="results kept for the PLC while it is unreachable or busy"
+    )
+
+
+class S7SinkConfig(PlcLinkConfig):
+    """A Siemens S7-300/400/1200/1500 read and written over S7 communication (PUT/GET enabled):
+    the station reads the PLC's command data block and writes its result data block."""
+
+    host: str
+    port: int = Field(102, gt=0, lt=65536)
+    rack: int = Field(0, ge=0, le=7)
+    slot: int = Field(1, ge=0, le=31, description="S7-1200/1500: 1 (S7-300: 2)")
+    command_db: int = Field(ge=1, le=65535, description="DB the PLC writes (trigger, acks, job, part ID)")
+    command_start: int = Field(0, ge=0, le=65535, description="byte where the command layout starts in it")
+    result_db: int = Field(ge=1, le=65535, description="DB the station writes (status, verdict, sequence)")
+    result_start: int = Field(0, ge=0, le=65535)
+    part_id_chars: int = Field(32, ge=1, le=254, description="STRING[n] length of both part ID fields")
+
+
 class SinksConfig(_Strict):
     jsonl: JsonlSinkConfig | None = None
     webhook: WebhookSinkConfig | None = None
     opcua: OpcUaSinkConfig | None = None
     modbus: ModbusSinkConfig | None = None
+    s7: S7SinkConfig | None = None
 
 
 class ApiUserConfig(_Strict):
@@ -363,7 +407,11 @@ class StationConfig(_Strict):
     def _references(self) -> StationConfig:
         if self.recipe not in self.recipes:
             raise ValueError(f"recipe {self.recipe!r} is not in recipes {sorted(self.recipes)}")
+        jobs: dict[int, str] = {}
         for rname, recipe in self.recipes.items():
+            if recipe.job is not None and jobs.setdefault(recipe.job, rname) != rname:
+                taken = jobs[recipe.job]
+                raise ValueError(f"recipes.{rname}: job {recipe.job} is already recipe {taken!r}'s")
             for check in recipe.checks:
                 if check.source not in self.sources:
                     raise ValueError(

@@ -35,6 +35,10 @@ def build_sinks(config: StationConfig) -> list[Sink]:
         from lineguard.sinks.opcua import OpcUaSink
 
         sinks.append(OpcUaSink.from_config(wanted.opcua, Path(config.state_dir)))
+    if wanted.s7 is not None:
+        from lineguard.sinks.s7 import s7_sink
+
+        sinks.append(s7_sink(wanted.s7))
     return sinks
 
 
@@ -74,7 +78,7 @@ def run_station(
             api_server.start()
         start = time.monotonic()
         next_tick = start + tick_s
-        while not stop_requested.is_set() and station.state == "running":
+        while not stop_requested.is_set() and station.state in ("running", "held"):
             if station.finished:
                 break
             if max_parts is not None and station.counters["parts"] >= max_parts:

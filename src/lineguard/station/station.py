@@ -39,7 +39,7 @@ from lineguard.decision import (
     PartAssembler,
     VerdictPolicy,
 )
-from lineguard.errors import TriggerRefused
+from lineguard.errors import JobRefused, TriggerRefused
 from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.basic import Sink
 from lineguard.station.checks import CheckRun, CheckRunner
@@ -127,6 +127,7 @@ class Station:
         self._threads: list[threading.Thread] = []
         self._sources_done: set[str] = set()
         self.state: StationState = "created"
+        self.held_reason = ""
         self.error = ""
         self.error_code = ErrorCode.NONE
         self.started_at: datetime | None = None
@@ -146,6 +147,7 @@ class Station:
             "reported": 0,
             "cascade_run": 0,
             "cascade_skipped": 0,
+            "held_frames": 0,  # free-running images not taken as parts while the station was held
             "drift_errors": 0,  # drift monitoring that failed on a part (the part is decided regardless)
         }
         self._latencies: deque[float] = deque(maxlen=5000)
@@ -186,6 +188,49 @@ class Station:
         finally:
             self._accepting.set()
         self.store.add_event(self.name, "changeover", f"{old} -> {name}")
+
+    @property
+    def job(self) -> int:
+        """The active recipe's job number (what a PLC selects it by); 0 when it has none."""
+        return self.config.recipes[self.recipe.name].job or 0
+
+    def change_job(self, number: int, actor: str) -> None:
+        """A job change from a PLC: the changeover to the recipe with that job number, audited;
+        JobRefused (with the error code the PLC sees) for an unknown number or a failed load."""
+        name = next((n for n, r in self.config.recipes.items() if r.job == number), None)
+        if name is None:
+            known = sorted(r.job for r in self.config.recipes.values() if r.job is not None)
+            why = f"{actor}: no recipe has job {number} (jobs: {known})"
+            self.store.add_event(self.name, "job_refused", why)
+            raise JobRefused(why, ErrorCode.JOB_UNKNOWN)
+        before = self.recipe.name
+        try:
+            self.changeover(name)
+        except Exception as exc:
+            why = f"{actor}: job {number} (recipe {name}) failed, {before!r} kept: {exc}"
+            self.store.add_event(self.name, "job_refused", why)
+            raise JobRefused(why, ErrorCode.JOB_REFUSED) from None
+        self.audit(actor, "changeover", f"recipe {name}", {"recipe": before}, {"recipe": name, "job": number})
+
+    def hold(self, why: str) -> None:
+        """Refuse new parts (triggers and free-running images) until ``release``; the parts in
+        flight are decided and recorded as always. The line sees Ready off and PLC_LINK_LOST."""
+        with self._lock:
+            if self.state != "running":
+                return
+            self.state, self.held_reason, self.error_code = "held", why, ErrorCode.PLC_LINK_LOST
+        self.store.add_event(self.name, "held", why)
+        self._notify_state()
+
+    def release(self, why: str) -> None:
+        with self._lock:
+            if self.state != "held":
+                return
+            self.state, self.held_reason = "running", ""
+            if self.error_code == ErrorCode.PLC_LINK_LOST:
+                self.error_code = ErrorCode.NONE
+        self.store.add_event(self.name, "released", why)
+        self._notify_state()
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -293,6 +338,8 @@ class Station:
         raises TriggerRefused (and records the event) when the trigger cannot give exactly one part:
         a part ID over the limit, or no triggered source of the active recipe (``source``, if named,
         must be its only one)."""
+        if self.state == "held":
+            self._refuse_trigger(f"station held: {self.held_reason}", "held")
         try:
             part_id = admit_part_id(part_id)
         except ValueError as exc:
@@ -371,6 +418,9 @@ class Station:
             else:  # free-running parts: paired by (recipe, frame count)
                 key = (recipe.name, frame.seq)
                 found = self._parts.by_frame_count(key)
+                if found is None and self.state == "held":
+                    self.counters["held_frames"] += 1  # no new part while held
+                    return
                 if found is None:
                     if self._parts.recently_closed(frame.seq):
                         self.counters["late_frames"] += 1  # its part was already decided without it

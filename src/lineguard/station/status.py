@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from lineguard.results import PublishedResult
 from lineguard.station.drift import CheckDrift
 
-StationState = Literal["created", "running", "stopped", "error"]
+StationState = Literal["created", "running", "held", "stopped", "error"]  # held: refusing new parts
 
 
 class StationStatus(BaseModel):
