@@ -32,6 +32,14 @@ if ! command -v tesseract >/dev/null 2>&1; then
             || echo "note: could not install tesseract-ocr; its tests will skip" >&2
     fi
 fi
+# The Sparkplug B tests start a real MQTT broker, Debian's Mosquitto (they skip without it).
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get install -y -qq mosquitto >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq mosquitto >/dev/null 2>&1; }) \
+            || echo "note: could not install mosquitto; the Sparkplug B tests will skip" >&2
+    fi
+fi
 # The shift report's browser test opens it in Debian's headless Chromium (skips without it).
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -33,6 +33,7 @@ class CuttableLink:
                 continue
             try:
                 server = socket.create_connection(self.target, timeout=2)
+                server.settimeout(None)  # idle links (keepalive periods) must not time out here
             except OSError:
                 client.close()
                 continue

@@ -3,7 +3,7 @@ predictions, and a part's verdict as the line is told it with the station's faul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
@@ -149,3 +149,6 @@ class PublishedResult:
     decided_at: str  # ISO 8601, UTC
     latency_ms: float
     recipe: str = ""
+    decisions: dict[str, str] = field(default_factory=dict)  # each check's own OK / REVIEW / NG
+    # What each tool check measured or read, by name (None: could not be measured).
+    measurements: dict[str, dict[str, float | None]] = field(default_factory=dict)

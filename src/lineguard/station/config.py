@@ -314,12 +314,58 @@ class S7SinkConfig(PlcLinkConfig):
     part_id_chars: int = Field(32, ge=1, le=254, description="STRING[n] length of both part ID fields")
 
 
+class MqttTlsConfig(_Strict):
+    ca_file: Path | None = Field(
+        None, description="CA that signed the broker's certificate (default: the system's)"
+    )
+    cert_file: Path | None = Field(None, description="this node's client certificate, if the broker asks")
+    key_file: Path | None = None
+
+
+class SparkplugSinkConfig(_Strict):
+    """The station as an MQTT Sparkplug B edge node (docs/station.md has every topic and metric)."""
+
+    host: str
+    port: int = Field(8883, gt=0, lt=65536)
+    group_id: str = Field(min_length=1, max_length=64, pattern=r"^[^+#/\s]+$")
+    edge_node_id: str | None = Field(
+        None, max_length=64, pattern=r"^[^+#/\s]+$", description="default: the station's name"
+    )
+    username: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    tls: MqttTlsConfig | None = Field(
+        default_factory=MqttTlsConfig, description="null: plain TCP (only with allow_plaintext)"
+    )
+    allow_plaintext: bool = Field(False, description="permit tls: null, on an isolated network only")
+    keepalive_s: int = Field(10, ge=2, le=3600)
+    data_qos: Literal[0, 1] = Field(
+        0,
+        description="0: as Sparkplug asks; 1: at-least-once across link cuts (hosts dedup by Part/Seq)",
+    )
+    result_buffer: int = Field(
+        10_000, gt=0, le=1_000_000, description="check results kept while the broker is down"
+    )
+    reconnect_s: float = Field(1.0, gt=0, le=300)
+    status_every_s: float = Field(10.0, gt=0, le=3600, description="NDATA with the counters this often")
+
+    @model_validator(mode="after")
+    def _secure(self) -> SparkplugSinkConfig:
+        if self.tls is None and not self.allow_plaintext:
+            raise ValueError(
+                "tls: null sends commands and results in clear text: set allow_plaintext: true to mean it"
+            )
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("give both username and password_env, or neither")
+        return self
+
+
 class SinksConfig(_Strict):
     jsonl: JsonlSinkConfig | None = None
     webhook: WebhookSinkConfig | None = None
     opcua: OpcUaSinkConfig | None = None
     modbus: ModbusSinkConfig | None = None
     s7: S7SinkConfig | None = None
+    sparkplug: SparkplugSinkConfig | None = None
 
 
 class ApiUserConfig(_Strict):

@@ -39,6 +39,10 @@ def build_sinks(config: StationConfig) -> list[Sink]:
         from lineguard.sinks.s7 import s7_sink
 
         sinks.append(s7_sink(wanted.s7))
+    if wanted.sparkplug is not None:
+        from lineguard.sinks.sparkplug import sparkplug_sink
+
+        sinks.append(sparkplug_sink(wanted.sparkplug, config.station))
     return sinks
 
 

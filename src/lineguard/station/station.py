@@ -602,6 +602,12 @@ class Station:
                 verdict=record.verdict,
                 reason=record.reason,
                 scores={c.check: c.score for c in record.checks},
+                decisions={c.check: c.decision for c in record.checks},
+                measurements={
+                    c.check: {m.name: m.value for m in c.measurements}
+                    for c in record.checks
+                    if c.measurements
+                },
                 decided_at=record.decided_at.isoformat(),
                 latency_ms=latency_ms,
                 recipe=record.recipe,
