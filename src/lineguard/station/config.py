@@ -314,6 +314,18 @@ class S7SinkConfig(PlcLinkConfig):
     part_id_chars: int = Field(32, ge=1, le=254, description="STRING[n] length of both part ID fields")
 
 
+class LogixSinkConfig(PlcLinkConfig):
+    """A Rockwell ControlLogix / CompactLogix read and written by tag over EtherNet/IP."""
+
+    host: str
+    port: int = Field(44818, gt=0, lt=65536)
+    slot: int | None = Field(0, ge=0, le=16, description="the controller's backplane slot (null: no route)")
+    tag_prefix: str = Field("LineGuard_", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+    part_id_chars: int = Field(
+        32, ge=1, le=82, description="SINT[n] of both part ID tags (a STRING holds 82)"
+    )
+
+
 class MqttTlsConfig(_Strict):
     ca_file: Path | None = Field(
         None, description="CA that signed the broker's certificate (default: the system's)"
@@ -366,6 +378,7 @@ class SinksConfig(_Strict):
     modbus: ModbusSinkConfig | None = None
     s7: S7SinkConfig | None = None
     sparkplug: SparkplugSinkConfig | None = None
+    logix: LogixSinkConfig | None = None
 
 
 class ApiUserConfig(_Strict):

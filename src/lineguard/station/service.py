@@ -39,6 +39,10 @@ def build_sinks(config: StationConfig) -> list[Sink]:
         from lineguard.sinks.s7 import s7_sink
 
         sinks.append(s7_sink(wanted.s7))
+    if wanted.logix is not None:
+        from lineguard.sinks.logix import logix_sink
+
+        sinks.append(logix_sink(wanted.logix))
     if wanted.sparkplug is not None:
         from lineguard.sinks.sparkplug import sparkplug_sink
 
