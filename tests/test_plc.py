@@ -222,3 +222,67 @@ def test_opcua_client_does_the_handshake_encrypted_and_anonymous_cannot_write(
     finally:
         station.stop()
     assert (tmp_path / "state" / "opcua" / "server-cert.der").is_file()  # self-signed on first start
+
+
+def test_modbus_job_change_and_the_plc_heartbeat_watchdog(station_bundle, tmp_path):
+    from pymodbus.client import ModbusTcpClient
+
+    from lineguard.sinks import modbus as m
+
+    port = free_port()
+    truth = write_line(tmp_path / "line", 4, defect_every=2)
+    assert truth
+    checks = [{"name": "surface", "bundle": str(station_bundle), "source": "cam1"}]
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "trigger": "external"}},
+        recipes={"parts": {"job": 1, "checks": checks}, "parts-b": {"job": 2, "checks": checks}},
+        sinks={"modbus": {"port": port, "plc_heartbeat_s": 0.3, "on_plc_lost": "hold"}},
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    client = ModbusTcpClient("127.0.0.1", port=port)
+    assert client.connect()
+    beat = [0]
+
+    def plc_beat() -> None:
+        beat[0] += 1
+        client.write_register(m.HR_HEARTBEAT, beat[0], device_id=1)
+
+    def bits():
+        return client.read_discrete_inputs(0, count=16, device_id=1).bits
+
+    def regs():
+        return client.read_input_registers(0, count=m.IR_COUNT, device_id=1).registers
+
+    def change_job(number: int) -> list[int]:
+        client.write_register(m.HR_JOB, number, device_id=1)
+        client.write_coil(m.COIL_JOB_CHANGE, True, device_id=1)
+        wait_for(lambda: (plc_beat(), bits()[m.DI_JOB_ACK])[1], what="JobAck")
+        answer = regs()
+        client.write_coil(m.COIL_JOB_CHANGE, False, device_id=1)
+        wait_for(lambda: (plc_beat(), not bits()[m.DI_JOB_ACK])[1], what="JobAck cleared")
+        return answer
+
+    try:
+        plc_beat()
+        assert regs()[m.IR_JOB] == 1
+        heartbeat = regs()[m.IR_HEARTBEAT]
+        wait_for(lambda: regs()[m.IR_HEARTBEAT] != heartbeat, what="the station's heartbeat")
+        answer = change_job(2)
+        assert answer[m.IR_JOB] == 2 and answer[m.IR_ERROR_CODE] == 0 and station.recipe.name == "parts-b"
+        answer = change_job(5)
+        assert answer[m.IR_ERROR_CODE] == ErrorCode.JOB_UNKNOWN and answer[m.IR_JOB] == 2
+
+        # The PLC program stops beating: the link counts as lost and the station holds.
+        wait_for(lambda: station.state == "held", what="held on a silent PLC")
+        assert not bits()[m.DI_READY] and regs()[m.IR_ERROR_CODE] == ErrorCode.PLC_LINK_LOST
+        plc_beat()
+        wait_for(lambda: station.state == "running", what="released once it beats")
+    finally:
+        client.close()
+        station.stop()
+    kinds = [e["kind"] for e in station.store.events(station.name, limit=200)]
+    assert {"plc_link_lost", "plc_link_restored", "held", "released", "job_refused"} <= set(kinds)

@@ -5,13 +5,14 @@ Register map (zero-based addresses, device id from the config; docs/station.md h
 Coils (PLC writes)          Discrete inputs (station)     Holding registers (PLC writes)
   0 Trigger                   0 Ready                       0-15 PartIdIn (32 ASCII chars, 2/register,
   1 ResultAck                 1 TriggerAck                        high byte first, NUL padded)
-  2 ErrorReset                2 ResultValid
-                              3 OK   4 NG   5 REVIEW
-                              6 Error
+  2 ErrorReset                2 ResultValid                 16 JobNumber
+  3 JobChange                 3 OK   4 NG   5 REVIEW        17 Heartbeat (the PLC's, any change)
+                              6 Error  7 JobBusy  8 JobAck
 Input registers (station)
   0 ErrorCode   1-2 ResultSeq   3-4 Total   5-6 OK   7-8 NG   9-10 REVIEW   11-12 Overflowed
   13 Buffered results   14-29 PartId of the presented result (as PartIdIn)   30 Verdict (0 none,
-  1 OK, 2 REVIEW, 3 NG). 32-bit values: high word first.
+  1 OK, 2 REVIEW, 3 NG)   31 JobActive   32 Heartbeat (+1 every 100 ms, 0..32767).
+  32-bit values: high word first.
 
 Modbus TCP has no authentication: bind it to the PLC network's interface only.
 """
@@ -28,13 +29,17 @@ from typing import Any
 from lineguard.results import ErrorCode
 from lineguard.sinks.basic import PlcServerSink, claim_port
 from lineguard.sinks.handshake import Handshake
+from lineguard.sinks.plclink import HEARTBEAT_MODULO, HeartbeatWatch, JobChanges, LinkState
 
-COIL_TRIGGER, COIL_RESULT_ACK, COIL_ERROR_RESET = 0, 1, 2
-DI_READY, DI_TRIGGER_ACK, DI_RESULT_VALID, DI_OK, DI_NG, DI_REVIEW, DI_ERROR = range(7)
-HR_PART_ID, PART_ID_REGISTERS = 0, 16
+COIL_TRIGGER, COIL_RESULT_ACK, COIL_ERROR_RESET, COIL_JOB_CHANGE = 0, 1, 2, 3
+DI_READY, DI_TRIGGER_ACK, DI_RESULT_VALID, DI_OK, DI_NG, DI_REVIEW, DI_ERROR, DI_JOB_BUSY, DI_JOB_ACK = range(
+    9
+)
+HR_PART_ID, PART_ID_REGISTERS, HR_JOB, HR_HEARTBEAT = 0, 16, 16, 17
+HR_COUNT = 18
 IR_ERROR_CODE, IR_SEQ, IR_TOTAL, IR_OK, IR_NG, IR_REVIEW, IR_OVERFLOWED = 0, 1, 3, 5, 7, 9, 11
-IR_BUFFERED, IR_PART_ID, IR_VERDICT = 13, 14, 30
-IR_COUNT = 32
+IR_BUFFERED, IR_PART_ID, IR_VERDICT, IR_JOB, IR_HEARTBEAT = 13, 14, 30, 31, 32
+IR_COUNT = 34
 VERDICT_CODES = {"OK": 1, "REVIEW": 2, "NG": 3}
 
 
@@ -72,6 +77,8 @@ def input_registers(handshake: Handshake) -> list[int]:
     regs[IR_BUFFERED] = min(state.buffered, 0xFFFF)
     regs[IR_PART_ID : IR_PART_ID + PART_ID_REGISTERS] = text_to_registers(current.part_id if current else "")
     regs[IR_VERDICT] = VERDICT_CODES.get(current.verdict, 0) if current else 0
+    regs[IR_JOB] = state.job
+    regs[IR_HEARTBEAT] = int(time.monotonic() * 10) % HEARTBEAT_MODULO  # a server ticks by the clock
     return regs
 
 
@@ -87,6 +94,8 @@ def discrete_inputs(handshake: Handshake) -> int:
         DI_NG: verdict == "NG",
         DI_REVIEW: verdict == "REVIEW",
         DI_ERROR: state.error,
+        DI_JOB_BUSY: state.job_busy,
+        DI_JOB_ACK: state.job_ack,
     }
     return sum(1 << n for n, on in bits.items() if on)
 
@@ -94,10 +103,24 @@ def discrete_inputs(handshake: Handshake) -> int:
 class ModbusSink(PlcServerSink):
     server = "Modbus server"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 502, device_id: int = 1, result_buffer: int = 16):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 502,
+        device_id: int = 1,
+        result_buffer: int = 16,
+        plc_heartbeat_s: float | None = None,
+        on_plc_lost: str = "continue",
+    ):
         self.host, self.port, self.device_id = host, port, device_id
         self.handshake = Handshake(result_buffer)
-        self._part_id_in = [0] * PART_ID_REGISTERS
+        self._holding = [0] * HR_COUNT  # PartIdIn, JobNumber, the PLC's heartbeat
+        # A server cannot see its client go; the PLC's heartbeat register can (when watched).
+        self.link = LinkState(f"Modbus client of {host}:{port}", on_plc_lost)
+        self.heartbeat = HeartbeatWatch(plc_heartbeat_s)
+        self._jobs: JobChanges | None = None
+        self._watching = threading.Event()
+        self._station: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -107,16 +130,21 @@ class ModbusSink(PlcServerSink):
         if function_code == 2:  # read discrete inputs
             registers[0] = discrete_inputs(self.handshake)
         elif function_code == 4:  # read input registers
+            if self._station is not None:  # a changeover by another path shows too
+                self.handshake.set_job(self._station.job)
             registers[:] = input_registers(self.handshake)
-        elif function_code in (6, 16, 22, 23) and values is not None:  # PLC writes PartIdIn
+        elif function_code in (6, 16, 22, 23) and values is not None:  # PLC writes holding registers
             for i, value in enumerate(values):
-                if 0 <= offset + i < PART_ID_REGISTERS:
-                    self._part_id_in[offset + i] = int(value)
+                if 0 <= offset + i < HR_COUNT:
+                    self._holding[offset + i] = int(value)
         elif function_code in (5, 15) and values is not None:  # PLC writes coils
             for i, value in enumerate(values):
                 coil = address + i
                 if coil == COIL_TRIGGER:
-                    self.handshake.set_trigger(bool(value), registers_to_text(self._part_id_in))
+                    part_id = registers_to_text(self._holding[HR_PART_ID : HR_PART_ID + PART_ID_REGISTERS])
+                    self.handshake.set_trigger(bool(value), part_id)
+                elif coil == COIL_JOB_CHANGE and self._jobs is not None:
+                    self._jobs.offer(bool(value), self._holding[HR_JOB])
                 elif coil == COIL_RESULT_ACK:
                     self.handshake.set_result_ack(bool(value))
                 elif coil == COIL_ERROR_RESET and value:
@@ -128,12 +156,18 @@ class ModbusSink(PlcServerSink):
         from pymodbus.simulator import DataType, SimData, SimDevice
 
         self.handshake.on_trigger = lambda part_id: station.trigger(part_id)
+        self.handshake.on_job = lambda number: station.change_job(number, f"plc:{self.link.describe}")
+        self.handshake.set_job(station.job)
+        self._jobs = JobChanges(self.handshake)
+        self.link.station = self._station = station
+        if self.heartbeat.limit_s is not None:
+            threading.Thread(target=self._watch, name="modbus-watchdog", daemon=True).start()
         device = SimDevice(
             id=self.device_id,
             simdata=(
                 [SimData(0, count=16, values=False, datatype=DataType.BITS)],
                 [SimData(0, count=16, values=False, datatype=DataType.BITS)],
-                [SimData(0, count=PART_ID_REGISTERS, values=0, datatype=DataType.REGISTERS)],
+                [SimData(0, count=HR_COUNT, values=0, datatype=DataType.REGISTERS)],
                 [SimData(0, count=IR_COUNT, values=0, datatype=DataType.REGISTERS)],
             ),
             action=self._action,
@@ -159,10 +193,27 @@ class ModbusSink(PlcServerSink):
         ready.wait(5)
         _wait_listening(self.host, self.port, f"Modbus server on {self.host}:{self.port}")
 
+    def _watch(self) -> None:
+        """The PLC's heartbeat register must keep changing: else the link counts as lost."""
+        while not self._watching.wait(0.1):
+            if self.heartbeat.alive(self._holding[HR_HEARTBEAT]):
+                self.link.restore()
+            else:
+                self.link.lose(f"the PLC's heartbeat has not changed for {self.heartbeat.limit_s:g} s")
+
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         self.handshake.set_ready(state == "running", error_code)
 
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), **self.link.counters}
+
+    def problem(self) -> str | None:
+        return super().problem() or self.link.problem()
+
     def close(self) -> None:
+        self._watching.set()
+        if self._jobs is not None:
+            self._jobs.close()
         if self._loop is None:
             return
         if self._server is not None:

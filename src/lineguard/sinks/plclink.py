@@ -111,6 +111,99 @@ class PlcStatus:
         )
 
 
+class JobChanges:
+    """JobChange edges handed to the handshake on a thread of their own: a changeover takes
+    seconds, and the PLC link (its heartbeat, the other signals) must not wait for it."""
+
+    def __init__(self, handshake: Handshake) -> None:
+        self.handshake = handshake
+        self._edges: queue.Queue[tuple[bool, int] | None] = queue.Queue()
+        self._last = False
+        self._thread = threading.Thread(target=self._run, name="plc-jobs", daemon=True)
+        self._thread.start()
+
+    def offer(self, value: bool, number: int) -> None:
+        """The JobChange signal as the PLC wrote it now (only its changes count)."""
+        if value != self._last:
+            self._last = value
+            self._edges.put((value, number))
+
+    def _run(self) -> None:
+        while (edge := self._edges.get()) is not None:
+            try:
+                self.handshake.set_job_change(*edge)
+            except Exception as exc:  # the station refused in a way it should not have: say so
+                log.exception("job change %s: %s", edge, exc)
+                self.handshake.set_error(ErrorCode.JOB_REFUSED)
+
+    def close(self) -> None:
+        self._edges.put(None)
+        self._thread.join(timeout=5.0)
+
+
+class HeartbeatWatch:
+    """The PLC's heartbeat (a counter or toggle it writes): alive while it keeps changing."""
+
+    def __init__(self, limit_s: float | None) -> None:
+        self.limit_s = limit_s
+        self.reset()
+
+    def reset(self) -> None:
+        self._beat: int | None = None
+        self._changed_at = time.monotonic()
+
+    def alive(self, beat: int) -> bool:
+        """False once it has stood still for ``limit_s`` (the PLC program stopped while its CPU
+        still answers); true again as soon as it moves. Always true without a limit."""
+        now = time.monotonic()
+        if beat != self._beat:
+            self._beat, self._changed_at = beat, now
+            return True
+        return self.limit_s is None or now - self._changed_at <= self.limit_s
+
+
+class LinkState:
+    """Whether a PLC link is up, as every PLC link reports it: ``plc_link_lost`` /
+    ``plc_link_restored`` station events (one per loss), /health, and ``on_plc_lost: hold``."""
+
+    def __init__(self, describe: str, on_plc_lost: str = "continue") -> None:
+        self.describe = describe
+        self.on_plc_lost = on_plc_lost
+        self.station: Any = None
+        self.lost_since: datetime | None = None
+        self.counters = {"link_lost": 0, "reconnects": 0}
+
+    def lose(self, why: str) -> None:
+        if self.lost_since is not None:
+            return
+        self.lost_since = datetime.now(UTC)
+        self.counters["link_lost"] += 1
+        detail = f"{self.describe}: {why}"
+        log.error("PLC link lost: %s", detail)
+        if self.station is not None:
+            self.station.store.add_event(self.station.name, "plc_link_lost", detail)
+            if self.on_plc_lost == "hold":
+                self.station.hold(f"PLC link lost ({detail})")
+
+    def restore(self) -> None:
+        if self.lost_since is None:
+            return
+        down_s = (datetime.now(UTC) - self.lost_since).total_seconds()
+        self.lost_since = None
+        self.counters["reconnects"] += 1
+        detail = f"{self.describe}: back after {down_s:.1f} s"
+        log.warning("PLC link restored: %s", detail)
+        if self.station is not None:
+            self.station.store.add_event(self.station.name, "plc_link_restored", detail)
+            if self.on_plc_lost == "hold":
+                self.station.release(f"PLC link restored ({detail})")
+
+    def problem(self) -> str | None:
+        if self.lost_since is None:
+            return None
+        return f"PLC link to {self.describe} lost since {self.lost_since.isoformat()}"
+
+
 class PlcTransport(Protocol):
     """One PLC's command and result areas. Every method raises PlcLinkError when the PLC does not
     answer; ``read_command`` raises CommandInvalid for a command area that means nothing."""
@@ -143,33 +236,29 @@ class PlcClientSink(Sink):
         self.poll_s = poll_ms / 1e3
         self.reconnect_s = reconnect_s
         self.plc_heartbeat_s = plc_heartbeat_s
-        self.on_plc_lost = on_plc_lost
+        self.link = LinkState(transport.describe, on_plc_lost)
+        self.heartbeat = HeartbeatWatch(plc_heartbeat_s)
         self.handshake = Handshake(result_buffer)
         self._station: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._job_thread: threading.Thread | None = None
-        self._job_edges: queue.Queue[tuple[bool, int] | None] = queue.Queue()
-        self._last_job_change = False
+        self._jobs: JobChanges | None = None
         self._connected = False
-        self._lost_since: datetime | None = None
         self._heartbeat = 0
-        self._plc_heartbeat: int | None = None
-        self._plc_heartbeat_at = 0.0
         self._refused: str | None = None  # the command problem last logged (logged once while it lasts)
         self._cycles = 0
         self._cycle_s = 0.0
-        self.counters = {"link_lost": 0, "reconnects": 0, "commands_refused": 0, "cycles": 0}
+        self.counters = {"commands_refused": 0, "cycles": 0}
 
     # -- the station's side ---------------------------------------------------------------
 
     def start(self, station: Any) -> None:
         self._station = station
+        self.link.station = station
         self.handshake.on_trigger = lambda part_id: station.trigger(part_id)
         self.handshake.on_job = lambda number: station.change_job(number, f"plc:{self.transport.describe}")
         self.handshake.set_job(station.job)
-        self._job_thread = threading.Thread(target=self._jobs, name="plc-jobs", daemon=True)
-        self._job_thread.start()
+        self._jobs = JobChanges(self.handshake)
         self._thread = threading.Thread(target=self._run, name="plc-link", daemon=True)
         self._thread.start()
 
@@ -183,6 +272,7 @@ class PlcClientSink(Sink):
         return {
             **self.handshake.state().counters,
             **self.counters,
+            **self.link.counters,
             "connected": self._connected,
             "cycle_ms": round(self._cycle_s * 1e3, 3),
         }
@@ -190,16 +280,14 @@ class PlcClientSink(Sink):
     def problem(self) -> str | None:
         if self._thread is not None and not self._thread.is_alive():
             return f"PLC link to {self.transport.describe} stopped"
-        if self._lost_since is not None:
-            return f"PLC link to {self.transport.describe} lost since {self._lost_since.isoformat()}"
-        return None
+        return self.link.problem()
 
     def close(self) -> None:
         self._stop.set()
-        self._job_edges.put(None)
-        for thread in (self._thread, self._job_thread):
-            if thread is not None:
-                thread.join(timeout=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._jobs is not None:
+            self._jobs.close()
         try:
             self.transport.close()
         except Exception as exc:  # closing a link that is already gone
@@ -217,7 +305,7 @@ class PlcClientSink(Sink):
                     self._stop.wait(self.reconnect_s)
                     continue
                 self._connected = True
-                self._plc_heartbeat, self._plc_heartbeat_at = None, time.monotonic()
+                self.heartbeat.reset()
             start = time.perf_counter()
             try:
                 self._cycle()
@@ -242,14 +330,14 @@ class PlcClientSink(Sink):
             command = None
         if command is not None:
             self._refused = None
-            alive = self._plc_alive(command.heartbeat)
+            alive = self.heartbeat.alive(command.heartbeat)
             self._apply(command)
         if self._station is not None:
             self.handshake.set_job(self._station.job)  # a changeover by another path shows too
         self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
         self.transport.write_status(PlcStatus.of(self.handshake.state(), self._heartbeat))
         if alive:  # back only after a whole cycle: a PLC that answers reads but refuses writes is not
-            self._restore()
+            self.link.restore()
         else:
             self._lose(f"the PLC's heartbeat has not changed for {self.plc_heartbeat_s:g} s")
 
@@ -258,30 +346,9 @@ class PlcClientSink(Sink):
         if command.error_reset:
             handshake.reset_error()
         handshake.set_result_ack(command.result_ack)
-        if command.job_change != self._last_job_change:
-            self._last_job_change = command.job_change
-            self._job_edges.put((command.job_change, command.job))  # changeovers take seconds
+        if self._jobs is not None:
+            self._jobs.offer(command.job_change, command.job)
         handshake.set_trigger(command.trigger, command.part_id or None)
-
-    def _jobs(self) -> None:
-        while True:
-            edge = self._job_edges.get()
-            if edge is None:
-                return
-            try:
-                self.handshake.set_job_change(*edge)
-            except Exception as exc:  # the station refused in a way it should not have: say so
-                log.exception("job change %s: %s", edge, exc)
-                self.handshake.set_error(ErrorCode.JOB_REFUSED)
-
-    def _plc_alive(self, beat: int) -> bool:
-        """False once the PLC's heartbeat has stood still for ``plc_heartbeat_s`` (its program
-        stopped while its CPU still answers); true again as soon as it moves."""
-        now = time.monotonic()
-        if beat != self._plc_heartbeat:
-            self._plc_heartbeat, self._plc_heartbeat_at = beat, now
-            return True
-        return self.plc_heartbeat_s is None or now - self._plc_heartbeat_at <= self.plc_heartbeat_s
 
     def _refuse(self, why: str) -> None:
         self.handshake.set_error(ErrorCode.COMMAND_INVALID)
@@ -294,29 +361,7 @@ class PlcClientSink(Sink):
 
     def _lose(self, why: str, connected: bool = True) -> None:
         self._connected = self._connected and connected
-        if self._lost_since is not None:
-            return
-        self._lost_since = datetime.now(UTC)
-        self.counters["link_lost"] += 1
-        detail = f"{self.transport.describe}: {why}"
-        log.error("PLC link lost: %s", detail)
-        if self._station is not None:
-            self._station.store.add_event(self._station.name, "plc_link_lost", detail)
-            if self.on_plc_lost == "hold":
-                self._station.hold(f"PLC link lost ({detail})")
-
-    def _restore(self) -> None:
-        if self._lost_since is None:
-            return
-        down_s = (datetime.now(UTC) - self._lost_since).total_seconds()
-        self._lost_since = None
-        self.counters["reconnects"] += 1
-        detail = f"{self.transport.describe}: back after {down_s:.1f} s"
-        log.warning("PLC link restored: %s", detail)
-        if self._station is not None:
-            self._station.store.add_event(self._station.name, "plc_link_restored", detail)
-            if self.on_plc_lost == "hold":
-                self._station.release(f"PLC link restored ({detail})")
+        self.link.lose(why)
 
     def _close_transport(self) -> None:
         try:

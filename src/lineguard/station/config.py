@@ -272,6 +272,10 @@ class ModbusSinkConfig(_Strict):
     port: int = Field(502, gt=0, lt=65536)
     device_id: int = Field(1, ge=0, le=247)
     result_buffer: int = Field(16, gt=0)
+    plc_heartbeat_s: float | None = Field(
+        None, gt=0, le=600, description="holding register 17 must change this often, else the link is lost"
+    )
+    on_plc_lost: Literal["continue", "hold"] = "continue"
 
 
 class PlcLinkConfig(_Strict):

@@ -30,7 +30,9 @@ def build_sinks(config: StationConfig) -> list[Sink]:
         from lineguard.sinks.modbus import ModbusSink
 
         m = wanted.modbus
-        sinks.append(ModbusSink(m.host, m.port, m.device_id, m.result_buffer))
+        sinks.append(
+            ModbusSink(m.host, m.port, m.device_id, m.result_buffer, m.plc_heartbeat_s, m.on_plc_lost)
+        )
     if wanted.opcua is not None:
         from lineguard.sinks.opcua import OpcUaSink
 
