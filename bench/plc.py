@@ -262,6 +262,7 @@ def bench_opcua(n: int) -> list[float]:
     from test_plc import _client_certificate
 
     from lineguard.sinks.opcua import OpcUaSink
+    from lineguard.sinks.opcua_trust import TrustList
 
     folder = Path(tempfile.mkdtemp(prefix="bench-opcua-"))
     port = free_port()
@@ -273,6 +274,7 @@ def bench_opcua(n: int) -> list[float]:
     sink.start(station)
     sink.set_state("running", 0)
     cert, key = _client_certificate(folder)
+    TrustList(folder / "opcua").trust(cert)  # the PLC's certificate, on the station's trust list
     latencies: list[float] = []
 
     async def plc() -> None:

@@ -213,6 +213,14 @@ def test_opcua_client_does_the_handshake_encrypted_and_anonymous_cannot_write(
     station.start()
     try:
         cert, key = _client_certificate(tmp_path)
+        with pytest.raises(Exception, match=r"(?i)untrusted|BadCertificate|closed|reset"):
+            asyncio.run(_opcua_plc(url, cert, key, "plc", "s3cret-for-tests", 0))  # not trusted yet
+        (rejected,) = (tmp_path / "state" / "opcua" / "rejected").glob("*.der")
+        refused = station.store.events(station.name, kinds=["opcua_certificate_refused"])
+        assert refused and "urn:lineguard:test-plc" in refused[0]["detail"]
+        from lineguard.sinks.opcua_trust import TrustList
+
+        TrustList(tmp_path / "state" / "opcua").trust(rejected)  # what `lineguard opcua trust` does
         seen = asyncio.run(_opcua_plc(url, cert, key, "plc", "s3cret-for-tests", 3))
         assert seen[:3] == [(f"UA-{i}", "NG" if truth[f"p{i:03d}"] else "OK", i + 1) for i in range(3)]
         assert seen[3] == 3

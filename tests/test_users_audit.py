@@ -202,3 +202,20 @@ def test_a_users_token_works_over_rest_with_its_role_and_changes_are_audited(sta
         server.stop()
         station.stop()
     assert cli("audit", "verify", str(station_file)).exit_code == 0
+
+
+def test_the_cli_trusts_an_opcua_client_certificate_and_audits_it(station_file: Path, tmp_path: Path) -> None:
+    from mqtt_broker import make_certificates
+
+    pem = make_certificates(tmp_path)["cert"]
+    result = cli("opcua", "trust", str(station_file), str(pem))
+    assert result.exit_code == 0, result.output
+    assert "trusted CN=localhost" in result.output
+    listed = cli("opcua", "list", str(station_file))
+    assert listed.exit_code == 0 and listed.output.startswith("trusted\tCN=localhost")
+    (tmp_path / "junk.der").write_bytes(b"not a certificate")
+    refused = cli("opcua", "trust", str(station_file), str(tmp_path / "junk.der"))
+    assert refused.exit_code != 0 and "junk.der: not an X.509 certificate" in refused.output
+    assert "Traceback" not in refused.output
+    assert cli("audit", "export", str(station_file), "--out", str(tmp_path / "audit.csv")).exit_code == 0
+    assert "opcua client trusted" in (tmp_path / "audit.csv").read_text()

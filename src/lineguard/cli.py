@@ -1348,8 +1348,10 @@ def report(
 
 users_app = typer.Typer(help="People who log in, review and change recipes: users, roles, API tokens.")
 audit_app = typer.Typer(help="The chained audit trail of every change people made.")
+opcua_app = typer.Typer(help="The OPC UA server's trust list of client certificates.")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(opcua_app, name="opcua")
 StationFile = Annotated[
     Path, typer.Argument(metavar="STATION.yaml", help="The station whose record holds them.")
 ]
@@ -1489,6 +1491,45 @@ def users_token(
     except (LineGuardError, ValueError, OSError) as exc:
         _fail(exc)
     typer.echo(token)
+
+
+@opcua_app.command("trust")
+def opcua_trust(
+    config_file: StationFile,
+    certificate: Annotated[
+        Path, typer.Argument(help="The client's certificate (DER or PEM), e.g. from STATE/opcua/rejected/.")
+    ],
+) -> None:
+    """Let a client application (a PLC, SCADA, MES) open secure channels to the station."""
+    from lineguard.sinks.opcua_trust import TrustList, describe, load_certificate
+    from lineguard.store.audit import record_change
+
+    try:
+        config, store = _station_record(config_file)
+        trust = TrustList(Path(config.state_dir) / "opcua")
+        who = describe(load_certificate(certificate))
+        target = trust.trust(certificate)
+        record_change(
+            store, config.state_dir, config.station, _actor(), "opcua client trusted", who, None, str(target)
+        )
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"trusted {who}: {target}")
+
+
+@opcua_app.command("list")
+def opcua_list(config_file: StationFile) -> None:
+    """The trusted client certificates, and those refused so far."""
+    from lineguard.sinks.opcua_trust import describe, load_certificate
+    from lineguard.station import load_config
+
+    try:
+        folder = Path(load_config(config_file).state_dir) / "opcua"
+        for kind in ("trusted", "rejected"):
+            for path in sorted((folder / kind).glob("*")):
+                typer.echo(f"{kind}\t{describe(load_certificate(path))}\t{path}")
+    except (LineGuardError, ValueError, OSError) as exc:
+        _fail(exc)
 
 
 @audit_app.command("verify")

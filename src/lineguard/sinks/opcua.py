@@ -3,16 +3,18 @@ result-valid / result-acknowledge handshake (:mod:`lineguard.sinks.handshake`).
 
 Address space, under Objects/LineGuard/<station> (namespace from the config)::
 
-    State, Ready, Error, ErrorCode, Recipe                      read
+    State, Ready, Error, ErrorCode, Recipe, Heartbeat           read
     Trigger, PartIdIn, ResultAck, ErrorReset                    written by the PLC (authenticated)
-    TriggerAck, ResultValid                                     read
+    JobChange, JobNumber, PlcHeartbeat                          written by the PLC (authenticated)
+    TriggerAck, ResultValid, JobBusy, JobAck, JobActive         read
     Result/ Seq, PartId, Uid, Verdict, OK, NG, REVIEW, Reason, Scores (JSON), DecidedAt, LatencyMs
     Counters/ Total, OK, NG, REVIEW, Overflowed, Buffered
 
 The names follow the spirit of OPC 40100 (Machine Vision: state, results with a
 validity flag) without claiming conformance to that companion specification.
 Security: Basic256Sha256 Sign&Encrypt by default (a self-signed server certificate is
-made on first start if none is configured); anonymous sessions may read but never
+made on first start if none is configured); only client certificates on the trust list may open
+a channel (:mod:`lineguard.sinks.opcua_trust`); anonymous sessions may read but never
 write; users log in with a name and a password kept in an environment variable.
 """
 
@@ -24,6 +26,7 @@ import hmac
 import json
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ from typing import Any
 from lineguard.results import ErrorCode
 from lineguard.sinks.basic import PlcServerSink, claim_port
 from lineguard.sinks.handshake import Handshake
+from lineguard.sinks.opcua_trust import TrustList
+from lineguard.sinks.plclink import HEARTBEAT_MODULO, HeartbeatWatch, JobChanges, LinkState
 
 
 def _ruleset(allow_anonymous_writes: bool):
@@ -90,6 +95,9 @@ class OpcUaSink(PlcServerSink):
         result_buffer: int = 16,
         state_dir: Path = Path("."),
         poll_s: float = 0.01,
+        trust_all_clients: bool = False,
+        plc_heartbeat_s: float | None = None,
+        on_plc_lost: str = "continue",
     ) -> None:
         self.endpoint = endpoint
         self.namespace = namespace
@@ -100,6 +108,11 @@ class OpcUaSink(PlcServerSink):
         self.state_dir = Path(state_dir)
         self.poll_s = poll_s
         self.handshake = Handshake(result_buffer)
+        self.trust_all_clients = trust_all_clients
+        self.trust = TrustList(self.state_dir / "opcua", self._certificate_refused)
+        self.link = LinkState(f"OPC UA client of {endpoint}", on_plc_lost)
+        self.heartbeat = HeartbeatWatch(plc_heartbeat_s)
+        self._jobs: JobChanges | None = None
         self._state = "created"
         self._recipe = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,14 +141,20 @@ class OpcUaSink(PlcServerSink):
             config.allow_anonymous_writes,
             config.result_buffer,
             state_dir,
+            trust_all_clients=config.trust_all_clients,
+            plc_heartbeat_s=config.plc_heartbeat_s,
+            on_plc_lost=config.on_plc_lost,
         )
 
     # -- life cycle --------------------------------------------------------------------
 
     def start(self, station: Any) -> None:
         self.handshake.on_trigger = lambda part_id: station.trigger(part_id)
+        self.handshake.on_job = lambda number: station.change_job(number, f"plc:{self.link.describe}")
+        self.handshake.set_job(station.job)
+        self._jobs = JobChanges(self.handshake)
         self._recipe = station.recipe.name
-        self._station = station
+        self._station = self.link.station = station
         from urllib.parse import urlsplit
 
         where = urlsplit(self.endpoint)
@@ -193,6 +212,8 @@ class OpcUaSink(PlcServerSink):
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
             policies.append(ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt)
+            if not self.trust_all_clients:
+                server.set_certificate_validator(self.trust.validate)
         if "none" in self.security:
             policies.append(ua.SecurityPolicyType.NoSecurity)
         server.set_security_policy(policies, permission_ruleset=_ruleset(self.allow_anonymous_writes))
@@ -220,6 +241,10 @@ class OpcUaSink(PlcServerSink):
             ("Recipe", "", V.String),
             ("TriggerAck", False, V.Boolean),
             ("ResultValid", False, V.Boolean),
+            ("JobBusy", False, V.Boolean),
+            ("JobAck", False, V.Boolean),
+            ("JobActive", 0, V.Int32),
+            ("Heartbeat", 0, V.Int32),
         ):
             await var(station, name, value, variant)
         for name, value, variant in (
@@ -227,6 +252,9 @@ class OpcUaSink(PlcServerSink):
             ("PartIdIn", "", V.String),
             ("ResultAck", False, V.Boolean),
             ("ErrorReset", False, V.Boolean),
+            ("JobChange", False, V.Boolean),
+            ("JobNumber", 0, V.Int32),
+            ("PlcHeartbeat", 0, V.Int32),
         ):
             await var(station, name, value, variant, writable=True)
         result = await station.add_object(idx, "Result")
@@ -267,6 +295,17 @@ class OpcUaSink(PlcServerSink):
                 if await nodes["ErrorReset"].read_value():
                     self.handshake.reset_error()
                     await nodes["ErrorReset"].write_value(False)
+                if self._jobs is not None:
+                    number = await nodes["JobNumber"].read_value()
+                    self._jobs.offer(bool(await nodes["JobChange"].read_value()), int(number or 0))
+                if self.heartbeat.limit_s is not None:
+                    if self.heartbeat.alive(int(await nodes["PlcHeartbeat"].read_value() or 0)):
+                        self.link.restore()
+                    else:
+                        self.link.lose(
+                            f"the PLC's heartbeat has not changed for {self.heartbeat.limit_s:g} s"
+                        )
+                self.handshake.set_job(self._station.job)
                 state = self.handshake.state()
                 current = state.current
                 await put("State", self._state, V.String)
@@ -287,6 +326,10 @@ class OpcUaSink(PlcServerSink):
                     await put("Result.LatencyMs", float(current.latency_ms), V.Double)
                 await put("TriggerAck", state.trigger_ack, V.Boolean)
                 await put("ResultValid", state.result_valid, V.Boolean)
+                await put("JobBusy", state.job_busy, V.Boolean)
+                await put("JobAck", state.job_ack, V.Boolean)
+                await put("JobActive", state.job, V.Int32)
+                await put("Heartbeat", int(time.monotonic() * 10) % HEARTBEAT_MODULO, V.Int32)
                 for name, counter in (
                     ("Total", "total"),
                     ("OK", "OK"),
@@ -299,11 +342,25 @@ class OpcUaSink(PlcServerSink):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_s)
 
+    def _certificate_refused(self, why: str) -> None:
+        station = getattr(self, "_station", None)
+        if station is not None:
+            station.store.add_event(station.name, "opcua_certificate_refused", why)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), **self.link.counters}
+
+    def problem(self) -> str | None:
+        return super().problem() or self.link.problem()
+
     def set_state(self, state: str, error_code: ErrorCode) -> None:
         self._state = state
         self.handshake.set_ready(state == "running", error_code)
 
     def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.close()
+            self._jobs = None
         if self._loop is None or self._thread is None:
             return
         if self._stop is not None:

@@ -254,6 +254,15 @@ class OpcUaSinkConfig(_Strict):
     users: list[OpcUaUserConfig] = Field(default_factory=list)
     allow_anonymous_writes: bool = False
     result_buffer: int = Field(16, gt=0)
+    trust_all_clients: bool = Field(
+        False,
+        description="accept any client certificate (test benches only); else only those in "
+        "STATE/opcua/trusted/ (`lineguard opcua trust`)",
+    )
+    plc_heartbeat_s: float | None = Field(
+        None, gt=0, le=600, description="PlcHeartbeat must change this often, else the link is lost"
+    )
+    on_plc_lost: Literal["continue", "hold"] = "continue"
 
     @model_validator(mode="after")
     def _secure(self) -> OpcUaSinkConfig:
