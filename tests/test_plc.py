@@ -193,6 +193,27 @@ async def _opcua_plc(url, cert, key, user, password, n_parts):
         return seen
 
 
+async def _opcua_write(url, cert, key, user, name, value) -> str:
+    """Write one station node as ``user``: "ok" or the status code's name."""
+    from asyncua import Client, ua
+
+    client = Client(url, timeout=10)
+    await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+    client.set_user(user)
+    client.set_password("s3cret-for-tests")
+    async with client:
+        ns = await client.get_namespace_index("urn:lineguard:station")
+        node = await client.nodes.root.get_child(
+            ["0:Objects", f"{ns}:LineGuard", f"{ns}:test-line", f"{ns}:{name}"]
+        )
+        variant = ua.VariantType.Int32 if isinstance(value, int) and not isinstance(value, bool) else None
+        try:
+            await node.write_value(ua.Variant(value, variant) if variant else value)
+        except ua.UaStatusCodeError as exc:
+            return type(exc).__name__
+    return "ok"
+
+
 def test_opcua_client_does_the_handshake_encrypted_and_anonymous_cannot_write(
     station_bundle, tmp_path, monkeypatch
 ):
@@ -206,7 +227,11 @@ def test_opcua_client_does_the_handshake_encrypted_and_anonymous_cannot_write(
         {
             "opcua": {
                 "endpoint": url,
-                "users": [{"name": "plc", "password_env": "LG_TEST_PLC_PASSWORD"}],
+                "users": [
+                    {"name": "plc", "password_env": "LG_TEST_PLC_PASSWORD"},  # operate
+                    {"name": "scada", "password_env": "LG_TEST_PLC_PASSWORD", "role": "read"},
+                    {"name": "engineer", "password_env": "LG_TEST_PLC_PASSWORD", "role": "engineer"},
+                ],
             }
         },
     )
@@ -227,6 +252,11 @@ def test_opcua_client_does_the_handshake_encrypted_and_anonymous_cannot_write(
         assert asyncio.run(_opcua_plc(url, cert, key, None, None, 0)) == []  # read yes, write refused
         with pytest.raises(ua.UaError):  # a wrong password gets no session at all
             asyncio.run(_opcua_plc(url, cert, key, "plc", "wrong", 0))
+        # Roles, node by node: read writes nothing; operate triggers but cannot change the job.
+        assert asyncio.run(_opcua_write(url, cert, key, "scada", "Trigger", False)) == "BadUserAccessDenied"
+        assert asyncio.run(_opcua_write(url, cert, key, "plc", "JobNumber", 2)) == "BadUserAccessDenied"
+        assert asyncio.run(_opcua_write(url, cert, key, "plc", "ErrorReset", False)) == "ok"
+        assert asyncio.run(_opcua_write(url, cert, key, "engineer", "JobNumber", 2)) == "ok"
     finally:
         station.stop()
     assert (tmp_path / "state" / "opcua" / "server-cert.der").is_file()  # self-signed on first start

@@ -37,27 +37,43 @@ from lineguard.sinks.handshake import Handshake
 from lineguard.sinks.opcua_trust import TrustList
 from lineguard.sinks.plclink import HEARTBEAT_MODULO, HeartbeatWatch, JobChanges, LinkState
 
+# What each user role may write (node names under the station object); "read" writes nothing.
+OPERATE_NODES = ("Trigger", "PartIdIn", "ResultAck", "ErrorReset", "PlcHeartbeat")
+ROLE_NODES = {"read": (), "operate": OPERATE_NODES, "engineer": (*OPERATE_NODES, "JobChange", "JobNumber")}
 
-def _ruleset(allow_anonymous_writes: bool):
+
+def _ruleset(allow_anonymous_writes: bool, roles: dict[str, str], writable: dict[str, set[Any]]):
+    """Which requests each session may make. Writes are checked node by node against the user's
+    role (``writable``: role -> node ids, filled once the nodes exist); anonymous sessions read."""
     from asyncua import ua
     from asyncua.crypto.permission_rules import ADMIN_TYPES, USER_TYPES, PermissionRuleset, UserRole
+    from asyncua.ua.ua_binary import struct_from_binary
 
     # asyncua's stubs type numeric identifiers as its Int32 wrapper; plain ints are what it takes.
     node: Any = ua.NodeId
-    writes = {
+    write, call = (
         node(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
         node(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
-    }
+    )
     user_ids = {node(t) for t in USER_TYPES}
     allowed = {
         UserRole.Admin: user_ids | {node(t) for t in ADMIN_TYPES},
         UserRole.User: user_ids,
-        UserRole.Anonymous: user_ids if allow_anonymous_writes else user_ids - writes,
+        UserRole.Anonymous: user_ids if allow_anonymous_writes else user_ids - {write, call},
     }
 
     class StationRuleset(PermissionRuleset):
         def check_validity(self, user, action_type_id, body) -> bool:
-            return action_type_id in allowed.get(user.role, set())
+            if action_type_id not in allowed.get(user.role, set()):
+                return False
+            if user.role == UserRole.Admin or action_type_id not in (write, call):
+                return True
+            role = "engineer" if user.role == UserRole.Anonymous else roles.get(user.name or "", "read")
+            if action_type_id == call:
+                return role != "read"
+            # A shadow copy: the server reads the request from ``body`` after this check.
+            params = struct_from_binary(ua.WriteParameters, body.copy())
+            return all(item.NodeId in writable.get(role, set()) for item in params.NodesToWrite)
 
     return StationRuleset()
 
@@ -98,12 +114,15 @@ class OpcUaSink(PlcServerSink):
         trust_all_clients: bool = False,
         plc_heartbeat_s: float | None = None,
         on_plc_lost: str = "continue",
+        roles: dict[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.namespace = namespace
         self.security = tuple(security)
         self.certificate, self.private_key = certificate, private_key
         self.users = dict(users or {})
+        self.roles = {name: (roles or {}).get(name, "operate") for name in self.users}
+        self._writable: dict[str, set[Any]] = {}
         self.allow_anonymous_writes = allow_anonymous_writes
         self.state_dir = Path(state_dir)
         self.poll_s = poll_s
@@ -144,6 +163,7 @@ class OpcUaSink(PlcServerSink):
             trust_all_clients=config.trust_all_clients,
             plc_heartbeat_s=config.plc_heartbeat_s,
             on_plc_lost=config.on_plc_lost,
+            roles={user.name: user.role for user in config.users},
         )
 
     # -- life cycle --------------------------------------------------------------------
@@ -216,7 +236,8 @@ class OpcUaSink(PlcServerSink):
                 server.set_certificate_validator(self.trust.validate)
         if "none" in self.security:
             policies.append(ua.SecurityPolicyType.NoSecurity)
-        server.set_security_policy(policies, permission_ruleset=_ruleset(self.allow_anonymous_writes))
+        ruleset = _ruleset(self.allow_anonymous_writes, self.roles, self._writable)
+        server.set_security_policy(policies, permission_ruleset=ruleset)
         tokens: list[type] = [ua.AnonymousIdentityToken]
         if self.users:
             tokens.append(ua.UserNameIdentityToken)
@@ -277,6 +298,8 @@ class OpcUaSink(PlcServerSink):
         for name in ("Total", "OK", "NG", "REVIEW", "Overflowed", "Buffered"):
             nodes[f"Counters.{name}"] = await counters.add_variable(idx, name, ua.Variant(0, V.UInt32))
 
+        for role, names in ROLE_NODES.items():
+            self._writable[role] = {nodes[name].nodeid for name in names}
         self._stop = asyncio.Event()
         async with server:
             self._started.set()

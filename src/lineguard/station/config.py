@@ -243,6 +243,9 @@ class WebhookSinkConfig(_Strict):
 class OpcUaUserConfig(_Strict):
     name: str = Field(min_length=1)
     password_env: str = Field(min_length=1, description="environment variable holding the password")
+    role: Literal["read", "operate", "engineer"] = Field(
+        "operate", description="read: nothing written; operate: trigger, acks, resets; engineer: + job change"
+    )
 
 
 class OpcUaSinkConfig(_Strict):
