@@ -324,3 +324,66 @@ def test_modbus_job_change_and_the_plc_heartbeat_watchdog(station_bundle, tmp_pa
         station.stop()
     kinds = [e["kind"] for e in station.store.events(station.name, limit=200)]
     assert {"plc_link_lost", "plc_link_restored", "held", "released", "job_refused"} <= set(kinds)
+
+
+def test_modbus_fifty_link_cuts_lose_no_result_and_keep_the_order(station_bundle, tmp_path):
+    """The PLC's connection to the station's server drops 50 times (at every point of the result
+    cycle); the station keeps deciding, and the PLC, reconnecting, takes every result in order."""
+    from plc_helpers import CuttableLink
+    from pymodbus.client import ModbusTcpClient
+
+    from lineguard.sinks import modbus as m
+
+    port = free_port()
+    write_line(tmp_path / "line", 4, defect_every=2)
+    source = {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "loop": True, "trigger": "external"}
+    config = station_config(
+        tmp_path,
+        station_bundle,
+        tmp_path / "line",
+        sources={"cam1": source},
+        sinks={"modbus": {"port": port, "result_buffer": 64}},
+    )
+    station = Station(config, build_sinks(config))
+    station.start()
+    link = CuttableLink(port)
+    client = ModbusTcpClient("127.0.0.1", port=link.port, timeout=1, retries=0)
+
+    def call(fn):
+        """A PLC retries a failed request once its connection is back."""
+        end = time.monotonic() + 20
+        while True:
+            try:
+                if not client.connected:
+                    client.connect()
+                reply = fn()
+                if not reply.isError():
+                    return reply
+            except Exception:
+                client.close()
+            assert time.monotonic() < end, "the PLC never got through"
+            time.sleep(0.01)
+
+    def valid() -> bool:
+        return call(lambda: client.read_discrete_inputs(0, count=8, device_id=1)).bits[m.DI_RESULT_VALID]
+
+    seen = []
+    try:
+        for i in range(55):
+            station.trigger(f"M-{i}")  # the station's own trigger: parts come while the link is down
+            if i < 50:
+                link.cut()
+                time.sleep(0.01 * (i % 4))
+                link.restore()
+            wait_for(valid, what="ResultValid")
+            regs = call(lambda: client.read_input_registers(0, count=m.IR_COUNT, device_id=1)).registers
+            part = m.registers_to_text(regs[m.IR_PART_ID : m.IR_PART_ID + m.PART_ID_REGISTERS])
+            seen.append(((regs[m.IR_SEQ] << 16) | regs[m.IR_SEQ + 1], part))
+            call(lambda: client.write_coil(m.COIL_RESULT_ACK, True, device_id=1))
+            wait_for(lambda: not valid(), what="ResultValid cleared")
+            call(lambda: client.write_coil(m.COIL_RESULT_ACK, False, device_id=1))
+    finally:
+        client.close()
+        link.close()
+        station.stop()
+    assert seen == [(i + 1, f"M-{i}") for i in range(55)] and link.cuts >= 50
