@@ -1,10 +1,13 @@
-"""A TCP link the tests can cut: what a pulled cable or a rebooting switch does to a PLC link."""
+"""What the PLC tests share: a TCP link they can cut (what a pulled cable or a rebooting switch
+does to a PLC link) and the PLC program's handshake sequences over any memory layout."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+
+from station_helpers import wait_for
 
 
 class CuttableLink:
@@ -72,3 +75,50 @@ class CuttableLink:
         self._closed = True
         self.cut()
         self._listener.close()
+
+
+class PlcProgram:
+    """The PLC program's side of the handshake; a subclass maps the signals onto its memory:
+    ``bit(n, value)`` sets command bit n (0 Trigger, 1 ResultAck, 2 ErrorReset, 3 JobChange),
+    ``part_id`` / ``job`` write those fields, ``status()`` decodes the station's signals."""
+
+    def bit(self, n: int, value: bool) -> None:
+        raise NotImplementedError
+
+    def part_id(self, text: str) -> None:
+        raise NotImplementedError
+
+    def job(self, number: int) -> None:
+        raise NotImplementedError
+
+    def status(self) -> dict:
+        raise NotImplementedError
+
+    def trigger(self, part_id: str) -> None:
+        self.part_id(part_id)  # the part ID first, then the trigger (as the docs say)
+        self.bit(0, True)
+        wait_for(lambda: self.status()["trigger_ack"], what="TriggerAck")
+        self.bit(0, False)
+        wait_for(lambda: not self.status()["trigger_ack"], what="TriggerAck cleared")
+
+    def take_result(self) -> dict:
+        wait_for(lambda: self.status()["result_valid"], what="ResultValid")
+        got = self.status()
+        self.bit(1, True)
+        wait_for(lambda: not self.status()["result_valid"], what="ResultValid cleared")
+        self.bit(1, False)
+        return got
+
+    def change_job(self, number: int) -> dict:
+        self.job(number)
+        self.bit(3, True)
+        wait_for(lambda: self.status()["job_ack"], what="JobAck")
+        got = self.status()
+        self.bit(3, False)
+        wait_for(lambda: not self.status()["job_ack"], what="JobAck cleared")
+        return got
+
+    def reset_error(self) -> None:
+        self.bit(2, True)
+        wait_for(lambda: not self.status()["error"], what="Error cleared")
+        self.bit(2, False)

@@ -62,3 +62,24 @@ def inspect_folder(tmp_path: Path, bundle: Path, folder: Path) -> list:
         return store.parts("test-line")
     finally:
         store.close()
+
+
+def two_job_station(tmp_path: Path, bundle: Path, sinks: dict[str, Any]) -> Station:
+    """A station on PLC triggers (a looping line of 4 parts) with two recipes, jobs 1 and 2, and
+    ``sinks``: what every PLC link test drives."""
+    from helpers import write_line
+
+    from lineguard.station import build_sinks
+
+    write_line(tmp_path / "line", 4, defect_every=2)
+    checks = [{"name": "surface", "bundle": str(bundle), "source": "cam1"}]
+    source = {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "loop": True, "trigger": "external"}
+    config = station_config(
+        tmp_path,
+        bundle,
+        tmp_path / "line",
+        sources={"cam1": source},
+        recipes={"parts": {"job": 1, "checks": checks}, "parts-b": {"job": 2, "checks": checks}},
+        sinks=sinks,
+    )
+    return Station(config, build_sinks(config))

@@ -12,13 +12,12 @@ import time
 from dataclasses import replace
 
 import pytest
-from helpers import write_line
-from plc_helpers import CuttableLink
+from plc_helpers import CuttableLink, PlcProgram
 from postgres_server import free_port
-from station_helpers import station_config, wait_for
+from station_helpers import two_job_station, wait_for
 
 from lineguard.results import ErrorCode
-from lineguard.station import Station, build_sinks
+from lineguard.station import Station
 
 pytest.importorskip("pycomm3")
 pytestmark = pytest.mark.skipif(
@@ -32,7 +31,7 @@ VERDICTS = {1: "OK", 2: "REVIEW", 3: "NG"}
 RESULT_NAMES = ("ready", "trigger_ack", "result_valid", "ok", "ng", "review", "error", "job_busy", "job_ack")
 
 
-class LogixPlc:
+class LogixPlc(PlcProgram):
     """cpppo's simulator holding the four tags, and the PLC program's own view of them."""
 
     def __init__(self) -> None:
@@ -77,6 +76,9 @@ class LogixPlc:
         self.command[3] = len(text) if length is None else length
         self._write_command()
 
+    def job(self, number: int) -> None:
+        self.command[1] = number  # written with the next bit
+
     def status(self) -> dict:
         words, chars = (
             t.value for t in self.program.driver.read(f"{PREFIX}Result{{16}}", f"{PREFIX}PartId{{{CHARS}}}")
@@ -86,35 +88,6 @@ class LogixPlc:
         out.update(zip(keys, words[1:8], strict=True))
         out["part_id"] = bytes(c & 0xFF for c in chars[: words[12]]).decode()
         return out
-
-    def trigger(self, part_id: str) -> None:
-        self.part_id(part_id)
-        self.bit(0, True)
-        wait_for(lambda: self.status()["trigger_ack"], what="TriggerAck")
-        self.bit(0, False)
-        wait_for(lambda: not self.status()["trigger_ack"], what="TriggerAck cleared")
-
-    def take_result(self) -> dict:
-        wait_for(lambda: self.status()["result_valid"], what="ResultValid")
-        got = self.status()
-        self.bit(1, True)
-        wait_for(lambda: not self.status()["result_valid"], what="ResultValid cleared")
-        self.bit(1, False)
-        return got
-
-    def change_job(self, number: int) -> dict:
-        self.command[1] = number
-        self.bit(3, True)
-        wait_for(lambda: self.status()["job_ack"], what="JobAck")
-        got = self.status()
-        self.bit(3, False)
-        wait_for(lambda: not self.status()["job_ack"], what="JobAck cleared")
-        return got
-
-    def reset_error(self) -> None:
-        self.bit(2, True)
-        wait_for(lambda: not self.status()["error"], what="Error cleared")
-        self.bit(2, False)
 
     def close(self) -> None:
         self.program.close()
@@ -132,9 +105,6 @@ def plc():
 
 
 def logix_station(tmp_path, bundle, link) -> Station:
-    write_line(tmp_path / "line", 4, defect_every=2)
-    checks = [{"name": "surface", "bundle": str(bundle), "source": "cam1"}]
-    source = {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "loop": True, "trigger": "external"}
     logix = {
         "host": "127.0.0.1",
         "port": link.port,
@@ -144,15 +114,7 @@ def logix_station(tmp_path, bundle, link) -> Station:
         "reconnect_s": 0.05,
         "timeout_s": 2.0,
     }
-    config = station_config(
-        tmp_path,
-        bundle,
-        tmp_path / "line",
-        sources={"cam1": source},
-        recipes={"parts": {"job": 1, "checks": checks}, "parts-b": {"job": 2, "checks": checks}},
-        sinks={"logix": logix},
-    )
-    return Station(config, build_sinks(config))
+    return two_job_station(tmp_path, bundle, {"logix": logix})
 
 
 def test_logix_tag_layout_and_garbage():

@@ -9,7 +9,7 @@ import time
 import pytest
 from helpers import write_line
 from postgres_server import free_port
-from station_helpers import station_config, wait_for
+from station_helpers import station_config, two_job_station, wait_for
 
 from lineguard.results import ErrorCode, PublishedResult
 from lineguard.sinks.handshake import Handshake
@@ -268,18 +268,8 @@ def test_modbus_job_change_and_the_plc_heartbeat_watchdog(station_bundle, tmp_pa
     from lineguard.sinks import modbus as m
 
     port = free_port()
-    truth = write_line(tmp_path / "line", 4, defect_every=2)
-    assert truth
-    checks = [{"name": "surface", "bundle": str(station_bundle), "source": "cam1"}]
-    config = station_config(
-        tmp_path,
-        station_bundle,
-        tmp_path / "line",
-        sources={"cam1": {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "trigger": "external"}},
-        recipes={"parts": {"job": 1, "checks": checks}, "parts-b": {"job": 2, "checks": checks}},
-        sinks={"modbus": {"port": port, "plc_heartbeat_s": 0.3, "on_plc_lost": "hold"}},
-    )
-    station = Station(config, build_sinks(config))
+    modbus = {"modbus": {"port": port, "plc_heartbeat_s": 0.3, "on_plc_lost": "hold"}}
+    station = two_job_station(tmp_path, station_bundle, modbus)
     station.start()
     client = ModbusTcpClient("127.0.0.1", port=port)
     assert client.connect()
@@ -335,16 +325,7 @@ def test_modbus_fifty_link_cuts_lose_no_result_and_keep_the_order(station_bundle
     from lineguard.sinks import modbus as m
 
     port = free_port()
-    write_line(tmp_path / "line", 4, defect_every=2)
-    source = {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "loop": True, "trigger": "external"}
-    config = station_config(
-        tmp_path,
-        station_bundle,
-        tmp_path / "line",
-        sources={"cam1": source},
-        sinks={"modbus": {"port": port, "result_buffer": 64}},
-    )
-    station = Station(config, build_sinks(config))
+    station = two_job_station(tmp_path, station_bundle, {"modbus": {"port": port, "result_buffer": 64}})
     station.start()
     link = CuttableLink(port)
     client = ModbusTcpClient("127.0.0.1", port=link.port, timeout=1, retries=0)

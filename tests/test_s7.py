@@ -9,16 +9,15 @@ import struct
 import time
 
 import pytest
-from helpers import write_line
-from plc_helpers import CuttableLink
+from plc_helpers import CuttableLink, PlcProgram
 from postgres_server import free_port
-from station_helpers import station_config, wait_for
+from station_helpers import two_job_station, wait_for
 
 from lineguard.errors import JobRefused, TriggerRefused
 from lineguard.results import ErrorCode
 from lineguard.sinks.handshake import Handshake
 from lineguard.sinks.plclink import CommandInvalid, PlcStatus
-from lineguard.station import Station, build_sinks
+from lineguard.station import Station
 
 snap7 = pytest.importorskip("snap7")
 from lineguard.sinks import s7  # noqa: E402
@@ -28,7 +27,7 @@ COMMAND_DB, RESULT_DB = 10, 11
 VERDICTS = {1: "OK", 2: "REVIEW", 3: "NG"}
 
 
-class S7Plc:
+class S7Plc(PlcProgram):
     """The PLC program's side of the two data blocks, served by python-snap7's server."""
 
     def __init__(self, chars: int = CHARS) -> None:
@@ -81,37 +80,6 @@ class S7Plc:
         self.server.stop()
         self.server.destroy()
 
-    # -- the PLC program's sequences ------------------------------------------------------------
-
-    def trigger(self, part_id: str) -> None:
-        self.part_id(part_id)  # the part ID first, then the trigger (as the docs say)
-        self.bit(0, True)
-        wait_for(lambda: self.status()["trigger_ack"], what="TriggerAck")
-        self.bit(0, False)
-        wait_for(lambda: not self.status()["trigger_ack"], what="TriggerAck cleared")
-
-    def take_result(self) -> dict:
-        wait_for(lambda: self.status()["result_valid"], what="ResultValid")
-        got = self.status()
-        self.bit(1, True)
-        wait_for(lambda: not self.status()["result_valid"], what="ResultValid cleared")
-        self.bit(1, False)
-        return got
-
-    def change_job(self, number: int) -> dict:
-        self.job(number)
-        self.bit(3, True)
-        wait_for(lambda: self.status()["job_ack"], what="JobAck")
-        got = self.status()
-        self.bit(3, False)
-        wait_for(lambda: not self.status()["job_ack"], what="JobAck cleared")
-        return got
-
-    def reset_error(self) -> None:
-        self.bit(2, True)
-        wait_for(lambda: not self.status()["error"], what="Error cleared")
-        self.bit(2, False)
-
 
 @pytest.fixture
 def plc():
@@ -123,8 +91,6 @@ def plc():
 
 
 def s7_station(tmp_path, bundle, link, **link_options) -> Station:
-    write_line(tmp_path / "line", 4, defect_every=2)
-    checks = [{"name": "surface", "bundle": str(bundle), "source": "cam1"}]
     s7_doc = {
         "host": "127.0.0.1",
         "port": link.port,
@@ -135,23 +101,7 @@ def s7_station(tmp_path, bundle, link, **link_options) -> Station:
         "timeout_s": 1.0,
         **link_options,
     }
-    config = station_config(
-        tmp_path,
-        bundle,
-        tmp_path / "line",
-        sources={
-            "cam1": {
-                "kind": "replay",
-                "path": str(tmp_path / "line"),
-                "ppm": 0,
-                "loop": True,
-                "trigger": "external",
-            }
-        },
-        recipes={"parts": {"job": 1, "checks": checks}, "parts-b": {"job": 2, "checks": checks}},
-        sinks={"s7": s7_doc},
-    )
-    return Station(config, build_sinks(config))
+    return two_job_station(tmp_path, bundle, {"s7": s7_doc})
 
 
 def event_kinds(station: Station) -> list[str]:

@@ -11,12 +11,11 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from helpers import write_line
 from mqtt_broker import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
 from plc_helpers import CuttableLink
-from station_helpers import station_config, wait_for
+from station_helpers import station_config, two_job_station, wait_for
 
-from lineguard.station import Station, build_sinks
+from lineguard.station import Station
 
 pytest.importorskip("paho.mqtt")
 pytestmark = pytest.mark.skipif(
@@ -187,8 +186,6 @@ def broker(tmp_path, monkeypatch):
 
 
 def sparkplug_station(tmp_path, bundle, broker, link, *, tls: bool = True, **options) -> Station:
-    write_line(tmp_path / "line", 4, defect_every=2)
-    checks = [{"name": "surface", "bundle": str(bundle), "source": "cam1"}]
     doc = {
         "host": "127.0.0.1",
         "port": link.port,
@@ -203,16 +200,7 @@ def sparkplug_station(tmp_path, bundle, broker, link, *, tls: bool = True, **opt
         doc["tls"] = {"ca_file": str(broker.certificates["ca"])}
     else:
         doc.update(tls=None, allow_plaintext=True)
-    source = {"kind": "replay", "path": str(tmp_path / "line"), "ppm": 0, "loop": True, "trigger": "external"}
-    config = station_config(
-        tmp_path,
-        bundle,
-        tmp_path / "line",
-        sources={"cam1": source},
-        recipes={"parts": {"job": 1, "checks": checks}, "parts-b": {"job": 2, "checks": checks}},
-        sinks={"sparkplug": doc},
-    )
-    return Station(config, build_sinks(config))
+    return two_job_station(tmp_path, bundle, {"sparkplug": doc})
 
 
 def check_sequence_numbers(host: Host) -> None:

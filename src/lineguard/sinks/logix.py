@@ -191,11 +191,4 @@ def logix_sink(config: Any) -> PlcClientSink:
         part_id_chars=config.part_id_chars,
         timeout_s=config.timeout_s,
     )
-    return PlcClientSink(
-        transport,
-        poll_ms=config.poll_ms,
-        reconnect_s=config.reconnect_s,
-        plc_heartbeat_s=config.plc_heartbeat_s,
-        on_plc_lost=config.on_plc_lost,
-        result_buffer=config.result_buffer,
-    )
+    return PlcClientSink.from_config(transport, config)

@@ -250,6 +250,18 @@ class PlcClientSink(Sink):
         self._cycle_s = 0.0
         self.counters = {"commands_refused": 0, "cycles": 0}
 
+    @classmethod
+    def from_config(cls, transport: PlcTransport, config: Any) -> PlcClientSink:
+        """The link for a PLC section of STATION.yaml (a PlcLinkConfig) over ``transport``."""
+        return cls(
+            transport,
+            poll_ms=config.poll_ms,
+            reconnect_s=config.reconnect_s,
+            plc_heartbeat_s=config.plc_heartbeat_s,
+            on_plc_lost=config.on_plc_lost,
+            result_buffer=config.result_buffer,
+        )
+
     # -- the station's side ---------------------------------------------------------------
 
     def start(self, station: Any) -> None:
